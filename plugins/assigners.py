@@ -1,0 +1,1 @@
+"""Built-in assigners (registration only; see utod_plugins.impl)."""

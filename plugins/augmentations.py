@@ -1,0 +1,1 @@
+"""Built-in augmentations (registration only; see utod_plugins.impl)."""

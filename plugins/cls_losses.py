@@ -1,0 +1,1 @@
+"""Built-in cls_losses (registration only; see utod_plugins.impl)."""

@@ -1,0 +1,1 @@
+"""Built-in heads (registration only; see utod_plugins.impl)."""

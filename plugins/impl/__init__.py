@@ -1,0 +1,1 @@
+"""Implementations of the built-in components (imported lazily: these modules import TensorFlow)."""

@@ -1,0 +1,1 @@
+"""Built-in resize (registration only; see utod_plugins.impl)."""

@@ -1,0 +1,77 @@
+"""Raw-map layout and box decoding shared by the loss, inference and export.
+
+Raw map (model output): float32 [B, Hg, Wg, A * D], NHWC, anchor-major, with per-anchor
+channels ``tx, ty, tw, th, obj, [quality], cls_0..cls_{C-1}`` (D = 5 + Q + C).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+class RawParts(NamedTuple):
+    """The raw map split per anchor, each [B, A, Hg, Wg, ...] float32 logits."""
+
+    box: tf.Tensor  # [B, A, H, W, 4] tx, ty, tw, th
+    obj: tf.Tensor  # [B, A, H, W]
+    quality: tf.Tensor | None  # [B, A, H, W] or None when the head has no quality branch
+    cls: tf.Tensor  # [B, A, H, W, C] (C may be 0)
+
+
+def channels_per_anchor(num_classes: int, has_quality: bool) -> int:
+    return 5 + int(has_quality) + num_classes
+
+
+def split_raw(raw: tf.Tensor, num_anchors: int, num_classes: int, has_quality: bool) -> RawParts:
+    """Split the NHWC raw map [B, H, W, A*D] into per-anchor parts [B, A, H, W, ...]."""
+    d = channels_per_anchor(num_classes, has_quality)
+    shape = tf.shape(raw)
+    x = tf.reshape(raw, [shape[0], shape[1], shape[2], num_anchors, d])
+    x = tf.transpose(x, [0, 3, 1, 2, 4])  # [B, A, H, W, D]
+    q = 1 if has_quality else 0
+    return RawParts(
+        box=x[..., 0:4],
+        obj=x[..., 4],
+        quality=x[..., 5] if has_quality else None,
+        cls=x[..., 5 + q: 5 + q + num_classes],
+    )
+
+
+def grid_offsets(height, width, dtype=tf.float32) -> tuple[tf.Tensor, tf.Tensor]:
+    """Column and row index grids, each [H, W]."""
+    cols = tf.cast(tf.range(width), dtype)
+    rows = tf.cast(tf.range(height), dtype)
+    gx, gy = tf.meshgrid(cols, rows)  # [H, W]
+    return gx, gy
+
+
+def decode_boxes(box_logits: tf.Tensor, anchors: tf.Tensor) -> tf.Tensor:
+    """Decode tx, ty, tw, th [B, A, H, W, 4] to normalised cxcywh [B, A, H, W, 4].
+
+    ``anchors`` float32 [A, 2] are the effective anchors (anchors * wh_scale), normalised.
+    cx = (sigmoid(tx) + col) / W, cy = (sigmoid(ty) + row) / H,
+    w = anchor_w * softplus(tw), h = anchor_h * softplus(th) (no clamp).
+    """
+    shape = tf.shape(box_logits)
+    h, w = shape[2], shape[3]
+    gx, gy = grid_offsets(h, w, box_logits.dtype)
+    wf = tf.cast(w, box_logits.dtype)
+    hf = tf.cast(h, box_logits.dtype)
+    cx = (tf.sigmoid(box_logits[..., 0]) + gx) / wf
+    cy = (tf.sigmoid(box_logits[..., 1]) + gy) / hf
+    anchors = tf.cast(anchors, box_logits.dtype)
+    bw = anchors[:, 0][None, :, None, None] * tf.nn.softplus(box_logits[..., 2])
+    bh = anchors[:, 1][None, :, None, None] * tf.nn.softplus(box_logits[..., 3])
+    return tf.stack([cx, cy, bw, bh], axis=-1)
+
+
+def cxcywh_to_xyxy(boxes: tf.Tensor) -> tf.Tensor:
+    cx, cy, w, h = tf.unstack(boxes, axis=-1)
+    return tf.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+
+
+def xyxy_to_cxcywh(boxes: tf.Tensor) -> tf.Tensor:
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+    return tf.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)

@@ -1,0 +1,54 @@
+"""The ``utod`` command line (click).
+
+Importing this package never imports TensorFlow: each subcommand module imports heavy code
+inside its function body, so ``utod --help`` and ``utod list-plugins`` stay fast.
+Subcommands live one per module in this package and are listed in ``_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from utod import __version__
+
+# (module in utod.cli, attribute) of every subcommand, in help order.
+_COMMANDS: list[tuple[str, str]] = [
+    ("train_cmd", "train"),
+    ("eval_cmd", "eval_cmd"),
+    ("predict_cmd", "predict"),
+    ("export_cmd", "export"),
+    ("inspect_cmd", "inspect_cmd"),
+    ("anchors_cmd", "anchors"),
+    ("plugins_cmd", "list_plugins"),
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "-V", "--version", prog_name="utod")
+def cli() -> None:
+    """Train, evaluate and export UltraTinyOD detectors. Every assigner, loss, head, resize
+    backend and augmentation is a plugin: see `utod list-plugins`."""
+
+
+for _module, _attr in _COMMANDS:
+    try:
+        _mod = importlib.import_module(f"utod.cli.{_module}")
+    except ModuleNotFoundError as _exc:  # command not written yet in this checkout
+        if _exc.name != f"utod.cli.{_module}":
+            raise
+        continue
+    cli.add_command(getattr(_mod, _attr))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; plugin and option errors exit with code 2."""
+    from utod.registry import PluginError
+
+    try:
+        cli.main(args=argv, prog_name="utod", standalone_mode=True)
+    except PluginError as exc:  # raised outside a click context (should be rare)
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
