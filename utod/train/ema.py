@@ -1,0 +1,47 @@
+"""Exponential moving average of model weights, with the YOLO-style warm-up.
+
+After every successful optimiser step ``u += 1``, ``d = min(decay, (1 + u) / (10 + u))`` and
+every floating-point model weight (trainable weights and BatchNorm moving statistics)
+follows ``e <- d * e + (1 - d) * w``. The shadow is plain ``tf.Variable`` state, so it is saved
+and restored with the resumable train state and updated inside the compiled train step.
+"""
+
+from __future__ import annotations
+
+from utod._keras import tf
+
+
+class EMA:
+    """EMA shadow of ``model.weights``.
+
+    Create it (under the distribution strategy's scope) after the model is built.
+    """
+
+    def __init__(self, model, decay: float = 0.9999):
+        self.decay = float(decay)
+        self._model = model
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_updates")
+        self.shadow = [
+            tf.Variable(w, trainable=False, name=f"ema_{i}", dtype=w.dtype)
+            for i, w in enumerate(model.weights)
+        ]
+
+    def current_decay(self) -> tf.Tensor:
+        u = tf.cast(self.updates, tf.float32)
+        return tf.minimum(tf.constant(self.decay, tf.float32), (1.0 + u) / (10.0 + u))
+
+    def update(self) -> None:
+        """One EMA step from the model's current weights (call after the optimiser step)."""
+        self.updates.assign_add(1)
+        d = self.current_decay()
+        for e, w in zip(self.shadow, self._model.weights):
+            if not e.dtype.is_floating:
+                e.assign(w)
+                continue
+            dd = tf.cast(d, e.dtype)
+            e.assign(dd * e + (1.0 - dd) * tf.cast(w, e.dtype))
+
+    def copy_to(self, target_model) -> None:
+        """Write the EMA weights into ``target_model`` (same architecture)."""
+        for t, e in zip(target_model.weights, self.shadow):
+            t.assign(tf.cast(e, t.dtype))

@@ -1,0 +1,189 @@
+"""``utod train`` end to end: set up the run, then hand over to :class:`Trainer`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from utod.config import save_config
+from utod.errors import ConfigError, DataError
+from utod.train.setup import (
+    ResolvedRun,
+    check_new_run_dir,
+    head_name,
+    head_options,
+    plugins_used,
+    resolve_config,
+    write_json,
+)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _configure_devices(strategy: str) -> None:
+    """Before TensorFlow starts its runtime: split the CPU into logical devices when asked
+    (``UTOD_CPU_REPLICAS=N`` with ``--strategy mirrored`` on a machine without GPUs)."""
+    from utod._keras import tf
+
+    n = int(os.environ.get("UTOD_CPU_REPLICAS", "0") or 0)
+    if strategy == "mirrored" and n > 1 and not tf.config.list_physical_devices("GPU"):
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+        )
+
+
+def make_strategy(name: str):
+    from utod._keras import tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"unknown strategy '{name}'")
+
+
+def _resolve_anchors(cfg, train_items, class_ids) -> tuple[list[list[float]] | None, str]:
+    from utod.anchors import kmeans_anchors, mean_best_iou, parse_anchors
+
+    if cfg.anchors:
+        return parse_anchors(cfg.anchors), "--anchors"
+    if cfg.auto_anchors:
+        wh = [it.boxes[:, 2:4] for it in train_items if len(it.boxes)]
+        if class_ids is not None:
+            wh = [it.boxes[np.isin(it.labels, class_ids)][:, 2:4] for it in train_items if len(it.boxes)]
+        arr = np.concatenate(wh, 0) if wh else np.zeros((0, 2), np.float32)
+        arr = arr[(arr[:, 0] > 0) & (arr[:, 1] > 0)]
+        if len(arr) == 0:
+            log("Auto-anchors: no boxes in the training split; using the default anchors.")
+            return None, "default (no labels for auto-anchors)"
+        anchors = kmeans_anchors(arr, cfg.num_anchors, alg=cfg.auto_anchors_alg, seed=0)
+        log(f"Auto-anchors ({cfg.auto_anchors_alg}, k={cfg.num_anchors}): mean best IoU "
+            f"{mean_best_iou(arr, anchors):.3f} over {len(arr)} boxes")
+        return [[float(a), float(b)] for a, b in anchors], f"auto ({cfg.auto_anchors_alg})"
+    return None, "default"
+
+
+def run_training(cli_given: dict[str, Any], config_file: str | None = None) -> dict[str, Any]:
+    """Resolve the run, build everything, train. Returns the final metrics."""
+    resolved: ResolvedRun = resolve_config(cli_given, config_file)
+    cfg = resolved.cfg
+    run_dir = resolved.run_dir
+    if not resolved.resuming:
+        check_new_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    _configure_devices(cfg.strategy)
+    from utod._keras import keras, tf
+    from utod.data.augment import load_aug_config
+    from utod.data.classes import resolve_classes
+    from utod.data.dataset import scan_dataset
+    from utod.data.split import split_items, write_split
+    from utod.model.config import ModelConfig
+    from utod.registry import get_registry, parse_option_pairs, warn_failures
+
+    registry = get_registry()
+    warn_failures(registry)
+
+    image_dir = cfg.image_dir
+    if resolved.used_default_data and not image_dir:
+        from utod.data.synthetic import ensure_default_dataset
+
+        root = ensure_default_dataset()
+        image_dir = str(root)
+        if not cfg.names and (root / "obj.names").is_file():
+            cfg.names = str(root / "obj.names")
+        log(f"No --image-dir given: training on the built-in generated dataset at {root}")
+    if not image_dir:
+        raise DataError("--image-dir is required")
+
+    keras.utils.set_random_seed(cfg.seed)
+    classes = resolve_classes(cfg.classes, cfg.num_classes, cfg.names)
+    class_ids = list(classes.class_ids)
+    scan = scan_dataset(image_dir, class_ids=class_ids, num_classes=len(class_ids), log=log)
+    log(scan.summary.format())
+    if scan.issues:
+        (run_dir / "data_issues.txt").write_text("\n".join(scan.issues) + "\n", encoding="utf-8")
+        log(f"{len(scan.issues)} data issue(s) listed in {run_dir / 'data_issues.txt'}")
+    if not scan.items:
+        raise DataError(f"no usable images found under {image_dir}")
+    train_items, val_items = split_items(scan.items, cfg.train_split, cfg.val_split, cfg.seed)
+    write_split(run_dir, train_items, val_items)
+    log(f"Split (seed {cfg.seed}): {len(train_items)} train, {len(val_items)} val images")
+    if len(train_items) < 1:
+        raise DataError("the training split is empty")
+
+    aug_ops = None if cfg.no_aug else load_aug_config(cfg.aug_config)
+    if cfg.no_aug:
+        aug_ops = []
+
+    # ---- model configuration ----------------------------------------------------------
+    anchors, anchor_source = _resolve_anchors(cfg, train_items, class_ids)
+    hname = head_name(cfg)
+    hcomp = registry.get("head", hname)
+    hopts = head_options(cfg, hcomp.params)
+    h, w = cfg.image_hw()
+    mkw: dict[str, Any] = dict(
+        img_size=(h, w), num_classes=len(class_ids), class_names=list(classes.names), class_ids=class_ids,
+        cnn_width=cfg.cnn_width, activation=cfg.activation, use_batchnorm=cfg.use_batchnorm,
+        residual=cfg.utod_residual, head=hname, head_options=hopts, resize_mode=cfg.resize_mode,
+        score_mode=cfg.score_mode, quality_power=cfg.quality_power, conf_thresh=cfg.conf_thresh,
+        nms_iou=cfg.nms_iou,
+    )
+    if anchors is not None:
+        mkw["anchors"] = anchors
+    model_cfg = ModelConfig(**mkw)
+    log(f"Anchors ({anchor_source}): {np.round(np.asarray(model_cfg.anchors), 5).tolist()}")
+
+    assigner_opts = parse_option_pairs(cfg.assigner_opt, "--assigner-opt")
+    if cfg.simota_topk is not None:
+        if "topk" not in registry.get("assigner", cfg.assigner).params:
+            raise ConfigError(f"--simota-topk: assigner '{cfg.assigner}' has no 'topk' option")
+        assigner_opts.setdefault("topk", cfg.simota_topk)
+    loss_opts = {
+        "assigner_options": assigner_opts,
+        "iou_options": parse_option_pairs(cfg.iou_loss_opt, "--iou-loss-opt"),
+        "cls_options": parse_option_pairs(cfg.cls_loss_opt, "--cls-loss-opt"),
+    }
+    # Validate every component choice before spending time on data caching.
+    used = plugins_used(registry, cfg, aug_ops)
+    for kind, name, opts in (("assigner", cfg.assigner, assigner_opts),
+                             ("iou_loss", cfg.iou_loss, loss_opts["iou_options"]),
+                             ("cls_loss", cfg.cls_loss_type, loss_opts["cls_options"])):
+        from utod.registry import validate_options
+
+        validate_options(registry.get(kind, name), opts)
+
+    if not resolved.resuming:
+        stored = cfg.to_dict()
+        stored["image_dir"] = cfg.image_dir if cfg.image_dir else None
+        save_config(cfg, run_dir / "config.yaml")
+    write_json(run_dir / "plugins.json", used)
+    write_json(run_dir / "model_config.json", model_cfg.to_dict())
+
+    if cfg.use_amp:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        log("Mixed precision: float16 compute, float32 loss and weights.")
+
+    from utod.train.loop import Trainer
+
+    trainer = Trainer(
+        cfg=cfg, run_dir=run_dir, registry=registry, model_cfg=model_cfg, train_items=train_items,
+        val_items=val_items, aug_ops=aug_ops, loss_opts=loss_opts, plugins=used,
+        strategy=make_strategy(cfg.strategy), resuming=resolved.resuming, log=log,
+    )
+    del tf
+    return trainer.fit()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `utod train`")

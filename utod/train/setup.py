@@ -1,0 +1,155 @@
+"""Resolve a training run before any step: the final TrainConfig (defaults < YAML < CLI,
+or the resumed run's config), the run folder, classes, dataset and split, anchors, and the
+model configuration with its head options. No TensorFlow here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from utod import __version__
+from utod.config import (
+    ARCHITECTURE_FIELDS,
+    TrainConfig,
+    build_config,
+    load_yaml_config,
+    normalise_config_dict,
+)
+from utod.errors import ConfigError
+
+# Settings used when `utod train` runs on the built-in dataset and the user did not set them:
+# a small model that reaches a useful mAP on 2 CPU cores in a few minutes.
+DEFAULT_DATA_SETTINGS: dict[str, Any] = {
+    "epochs": 30,
+    "cnn_width": 16,
+    "batch_size": 32,
+    "lr": 0.004,
+    "activation": "relu",
+    "use_batchnorm": True,
+    "auto_anchors": True,
+    "num_anchors": 3,
+    "loss_weight_obj": 4.0,
+    "exp_name": "default-shapes",
+}
+
+
+@dataclass
+class ResolvedRun:
+    cfg: TrainConfig
+    run_dir: Path
+    resuming: bool
+    used_default_data: bool
+
+
+def find_run_dir(resume: str) -> Path:
+    """``--resume runs/X`` or a file inside it (e.g. a last_*.keras) -> the run folder."""
+    p = Path(resume)
+    if p.is_file():
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"--resume {resume}: no such run folder")
+    if not (p / "config.yaml").is_file():
+        raise ConfigError(f"--resume {resume}: {p} has no config.yaml, so it is not a utod run folder")
+    return p
+
+
+def resolve_config(cli_given: dict[str, Any], config_file: str | None) -> ResolvedRun:
+    """Apply defaults < YAML < CLI, or the resumed run's config < CLI."""
+    cli = normalise_config_dict(cli_given, source="command line")
+    resume = cli.get("resume")
+    if resume:
+        run_dir = find_run_dir(resume)
+        stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        base = normalise_config_dict(stored, source=str(run_dir / "config.yaml"))
+        if config_file:
+            base.update(load_yaml_config(config_file))
+        changed = [k for k in ARCHITECTURE_FIELDS if k in cli and cli[k] != base.get(k)]
+        if changed:
+            raise ConfigError(
+                f"--resume {resume}: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
+                f"of an existing run (start a new run instead)"
+            )
+        merged = {**base, **cli, "resume": str(run_dir)}
+        cfg = build_config(merged)
+        return ResolvedRun(cfg, run_dir, True, bool(stored.get("_default_data", False)) or cfg.image_dir is None)
+
+    merged = load_yaml_config(config_file) if config_file else {}
+    merged.update(cli)
+    used_default = not merged.get("image_dir")
+    if used_default:
+        for k, v in DEFAULT_DATA_SETTINGS.items():
+            merged.setdefault(k, v)
+    cfg = build_config(merged)
+    if cfg.ckpt_out:
+        run_dir = Path(cfg.ckpt_out)
+    else:
+        run_dir = Path("runs") / (cfg.exp_name or "ultratinyod")
+    return ResolvedRun(cfg, run_dir, False, used_default)
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run must not silently overwrite another run's checkpoints."""
+    if (run_dir / "train_state").is_dir() or any(run_dir.glob("*_utod_*.keras")):
+        raise ConfigError(
+            f"run folder {run_dir} already holds a training run. Continue it with --resume {run_dir}, "
+            f"or choose another --exp-name / --ckpt-out."
+        )
+
+
+def head_name(cfg: TrainConfig) -> str:
+    if cfg.head:
+        return cfg.head
+    return "improved" if cfg.use_improved_head else "utod"
+
+
+def head_options(cfg: TrainConfig, declared: dict[str, Any]) -> dict[str, Any]:
+    """Head options from the seed's flags (only those the chosen head declares) plus --head-opt."""
+    from utod.registry import parse_option_pairs
+
+    seed_flags = {
+        "use_head_ese": cfg.use_head_ese,
+        "iou_aware": cfg.use_iou_aware_head,
+        "cls_bottleneck_ratio": cfg.cls_bottleneck_ratio,
+        "large_obj_branch": cfg.utod_large_obj_branch,
+        "large_obj_depth": cfg.utod_large_obj_depth,
+        "large_obj_ch_scale": cfg.utod_large_obj_ch_scale,
+    }
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    flag_of = {"use_head_ese": "use_head_ese", "iou_aware": "use_iou_aware_head",
+               "cls_bottleneck_ratio": "cls_bottleneck_ratio", "large_obj_branch": "utod_large_obj_branch",
+               "large_obj_depth": "utod_large_obj_depth", "large_obj_ch_scale": "utod_large_obj_ch_scale"}
+    opts: dict[str, Any] = {}
+    for key, value in seed_flags.items():
+        if key in declared:
+            opts[key] = value
+        elif value != defaults[flag_of[key]]:
+            raise ConfigError(
+                f"--{flag_of[key].replace('_', '-')} is not supported by head '{head_name(cfg)}' "
+                f"(its options: {', '.join(sorted(declared)) or 'none'})"
+            )
+    opts.update(parse_option_pairs(cfg.head_opt, "--head-opt"))
+    return opts
+
+
+def plugins_used(registry, cfg: TrainConfig, aug_ops: list[tuple[str, dict]] | None) -> list[dict[str, Any]]:
+    """Provenance of every component the run uses: kind, name, provider, version."""
+    picks = [("assigner", cfg.assigner), ("iou_loss", cfg.iou_loss), ("cls_loss", cfg.cls_loss_type),
+             ("head", head_name(cfg)), ("resize", cfg.resize_mode)]
+    picks += [("augmentation", name) for name, _ in (aug_ops or [])]
+    out = []
+    for kind, name in picks:
+        comp = registry.get(kind, name)
+        out.append({"kind": kind, "name": comp.name, "provider": comp.provider, "version": comp.version})
+    out.append({"kind": "toolkit", "name": "utod", "provider": "utod", "version": __version__})
+    return out
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
