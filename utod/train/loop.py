@@ -332,7 +332,7 @@ class Trainer:
                 sums[k] += float(parts[k].numpy())
             n += 1
             acc.add(batch["boxes"].numpy(), batch["labels"].numpy(), batch["mask"].numpy(), dets.numpy(),
-                    num.numpy(), index=batch["index"].numpy())
+                    num.numpy(), image_index=batch["index"].numpy())
         res = acc.compute()
         out = {f"val_{'loss' if k == 'total' else k}": v / max(1, n) for k, v in sums.items()}
         out.update(map50_95=float(res["map"]), map50=float(res["map50"]), precision=float(res["precision"]),
