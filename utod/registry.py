@@ -64,6 +64,7 @@ class Component:
     plugin: str
     aliases: tuple[str, ...] = ()
     status: str = "ok"
+    error: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -96,8 +97,12 @@ class Component:
             "summary": self.summary,
             "params": {k: _jsonable(v) for k, v in self.params.items()},
             "aliases": list(self.aliases),
-            "error": None,
+            "error": self.error,
         }
+
+    def keys(self) -> set[str]:
+        """Lower-case name and aliases: what a user may type to select this component."""
+        return {self.name.lower(), *(a.lower() for a in self.aliases)}
 
 
 @dataclass
@@ -135,6 +140,23 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _unknown_hooks(plugin: object) -> list[str]:
+    """Names of attributes marked ``@hookimpl`` that are not utod hooks (usually a typo)."""
+    marker = f"{PROJECT_NAME}_impl"
+    known = set(HOOK_FOR_KIND.values())
+    out = []
+    for attr in dir(plugin):
+        if attr.startswith("__") or attr in known:
+            continue
+        try:
+            value = getattr(plugin, attr)
+        except Exception:
+            continue
+        if callable(value) and hasattr(value, marker):
+            out.append(attr)
+    return sorted(out)
+
+
 def _summary_of(factory: Any) -> str:
     doc = inspect.getdoc(factory) if not isinstance(factory, str) else None
     return doc.strip().splitlines()[0] if doc else ""
@@ -166,6 +188,12 @@ class Registry:
     # ------------------------------------------------------------------ building
     def collect(self, plugin: object, plugin_name: str, provider: str, version: str) -> None:
         """Run the plugin's hooks and record what it registers. Errors become failures."""
+        unknown = _unknown_hooks(plugin)
+        if unknown:
+            self._fail(plugin, LoadFailure(
+                plugin_name, provider, version,
+                f"unknown hook(s) {', '.join(unknown)}; utod hooks are {', '.join(HOOK_FOR_KIND.values())}"))
+            return
         added: list[Component] = []
         for kind, hook_name in HOOK_FOR_KIND.items():
             impl = getattr(plugin, hook_name, None)
@@ -192,23 +220,59 @@ class Registry:
             try:
                 impl(register=register)
             except Exception as exc:
-                self.failures.append(
-                    LoadFailure(plugin_name, provider, version, f"{hook_name} failed: {type(exc).__name__}: {exc}",
-                                traceback.format_exc())
-                )
+                self._fail(plugin, LoadFailure(plugin_name, provider, version,
+                                               f"{hook_name} failed: {type(exc).__name__}: {exc}",
+                                               traceback.format_exc()))
                 return
         for comp in added:
             self.components[comp.kind].append(comp)
         self._mark_conflicts()
 
+    def _fail(self, plugin: object, failure: LoadFailure) -> None:
+        """Record a plugin that cannot be used and take it out of the plugin manager."""
+        self.failures.append(failure)
+        pm = self.plugin_manager
+        if pm is not None and pm.is_registered(plugin):
+            pm.unregister(plugin)
+
     def _mark_conflicts(self) -> None:
+        """Status ``conflict`` for components of one kind sharing a name or alias."""
         for comps in self.components.values():
-            by_name: dict[str, list[Component]] = {}
             for c in comps:
-                by_name.setdefault(c.name.lower(), []).append(c)
-            for same in by_name.values():
-                for c in same:
-                    c.status = "conflict" if len(same) > 1 else "ok"
+                clash = any(o is not c and o.keys() & c.keys() for o in comps)
+                if clash:
+                    c.status = "conflict"
+                elif c.status == "conflict":
+                    c.status = "ok"
+
+    def conflicts(self) -> list[list[Component]]:
+        """Groups of components (same kind) that share a name or alias."""
+        groups: list[list[Component]] = []
+        for comps in self.components.values():
+            seen: set[int] = set()
+            for c in comps:
+                if id(c) in seen or c.status != "conflict":
+                    continue
+                group = [o for o in comps if o is c or o.keys() & c.keys()]
+                seen.update(id(o) for o in group)
+                if len(group) > 1:
+                    groups.append(group)
+        return groups
+
+    def check(self, kind: str | None = None) -> list[Component]:
+        """Import every lazy ``module:attr`` factory (this may import TensorFlow); components
+        whose import fails get status ``broken`` and the error text. Returns the broken ones."""
+        broken = []
+        for k in KINDS:
+            if kind and k != kind:
+                continue
+            for c in self.components[k]:
+                try:
+                    c.load()
+                except BrokenComponentError as exc:
+                    c.status, c.error = "broken", str(exc)
+                    broken.append(c)
+        return broken
 
     # ------------------------------------------------------------------ lookup
     def names(self, kind: str) -> list[str]:
@@ -296,7 +360,7 @@ def parse_option_pairs(pairs: Iterable[str], flag: str = "--opt") -> dict[str, A
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip() or not value.strip():
             raise ComponentOptionError(f"{flag} expects key=value, got '{pair}'")
         out[key.strip()] = parse_option_value(value.strip())
     return out
@@ -304,9 +368,11 @@ def parse_option_pairs(pairs: Iterable[str], flag: str = "--opt") -> dict[str, A
 
 def _coerce(comp: Component, key: str, value: Any, default: Any) -> Any:
     label = f"{comp.kind.replace('_', ' ')} '{comp.name}' option '{key}'"
-    if default is None or value is None:
+    if default is None:
         return value
     try:
+        if value is None:
+            raise ValueError
         if isinstance(default, bool):
             if isinstance(value, bool):
                 return value
@@ -334,6 +400,8 @@ def _coerce(comp: Component, key: str, value: Any, default: Any) -> Any:
                 raise ValueError
             return dict(value)
         if isinstance(default, str):
+            if isinstance(value, (list, tuple, dict)):
+                raise ValueError
             return str(value)
     except (ValueError, TypeError):
         raise ComponentOptionError(
@@ -413,7 +481,12 @@ def build_registry(*, load_entry_points: bool = True, plugins: Iterable[tuple[ob
                 continue
             reg.collect(module, ep.name, dist_name, version)
     for obj, name, provider, version in plugins:
-        pm.register(obj, name=name)
+        try:
+            pm.register(obj, name=name)
+        except Exception as exc:  # duplicate plugin name, hook signature not matching its spec
+            reg.failures.append(LoadFailure(name, provider, version, f"{type(exc).__name__}: {exc}",
+                                            traceback.format_exc()))
+            continue
         reg.collect(obj, name, provider, version)
     return reg
 
