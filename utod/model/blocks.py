@@ -1,0 +1,179 @@
+"""Building blocks of UltraTinyOD (tf-keras layers, NHWC float32).
+
+Every convolution uses ``he_normal`` kernels and "same" padding. With ``use_batchnorm`` a
+convolution is followed by BatchNormalization (momentum 0.97, epsilon 1e-3) and has no
+bias. Without BN the seed keeps ``use_bias=False``; utod instead gives those convolutions a
+bias (zero-initialised), since otherwise they would have no offset at all. The reference
+parameter counts in spec/model.md are all with BN, where both choices agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from utod._keras import keras, tf
+
+BN_MOMENTUM = 0.97
+BN_EPSILON = 1e-3
+PRIOR_BIAS = -4.59511985013459  # log(0.01 / 0.99): initial sigmoid output 0.01
+
+
+def activation_fn(name: str):
+    """``relu`` -> tf.nn.relu; ``silu``/``swish`` -> tf.nn.silu."""
+    name = name.lower()
+    if name == "relu":
+        return tf.nn.relu
+    if name in ("silu", "swish"):
+        return tf.nn.silu
+    raise ValueError(f"unsupported activation '{name}' (relu, silu, swish)")
+
+
+def batch_norm(name: str | None = None) -> keras.layers.BatchNormalization:
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+class _Block(keras.layers.Layer):
+    """Base: remembers its constructor arguments for ``get_config``."""
+
+    def __init__(self, *, activation: str = "swish", use_batchnorm: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = activation
+        self.use_batchnorm = bool(use_batchnorm)
+        self.act_fn = activation_fn(activation)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(activation=self.activation, use_batchnorm=self.use_batchnorm)
+        return cfg
+
+
+class ConvBNAct(_Block):
+    """Conv k x k stride s -> [BN] -> [Act]: [B, H, W, Cin] -> [B, H/s, W/s, filters]."""
+
+    def __init__(self, filters: int, kernel_size: int = 1, strides: int = 1, act: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides, self.act = int(filters), int(kernel_size), int(strides), act
+        self.conv = keras.layers.Conv2D(
+            self.filters, self.kernel_size, strides=self.strides, padding="same",
+            use_bias=not self.use_batchnorm, kernel_initializer="he_normal", name="conv",
+        )
+        self.bn = batch_norm("bn") if self.use_batchnorm else None
+
+    def call(self, x, training=None):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return self.act_fn(x) if self.act else x
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides, act=self.act)
+        return cfg
+
+
+class DepthwiseBNAct(_Block):
+    """Depthwise k x k (stride s, dilation d) -> [BN] -> Act; channels unchanged."""
+
+    def __init__(self, kernel_size: int = 3, strides: int = 1, dilation_rate: int = 1, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.kernel_size, self.strides, self.dilation_rate = int(kernel_size), int(strides), int(dilation_rate)
+        self.dw = keras.layers.DepthwiseConv2D(
+            self.kernel_size, strides=self.strides, dilation_rate=self.dilation_rate, padding="same",
+            use_bias=not self.use_batchnorm, depthwise_initializer="he_normal", name="dw",
+        )
+        self.bn = batch_norm("bn") if self.use_batchnorm else None
+
+    def call(self, x, training=None):
+        x = self.dw(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return self.act_fn(x)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(kernel_size=self.kernel_size, strides=self.strides, dilation_rate=self.dilation_rate)
+        return cfg
+
+
+class DWConv(_Block):
+    """Depthwise-separable block: DepthwiseBNAct(k, s) -> ConvBNAct(filters, 1x1).
+
+    [B, H, W, Cin] -> [B, H/s, W/s, filters].
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 3, strides: int = 1, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides = int(filters), int(kernel_size), int(strides)
+        common = dict(activation=self.activation, use_batchnorm=self.use_batchnorm)
+        self.depthwise = DepthwiseBNAct(self.kernel_size, self.strides, name="depthwise", **common)
+        self.pointwise = ConvBNAct(self.filters, 1, 1, name="pointwise", **common)
+
+    def call(self, x, training=None):
+        return self.pointwise(self.depthwise(x, training=training), training=training)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides)
+        return cfg
+
+
+class SPPFmin(_Block):
+    """Minimal SPPF: x = ConvBNAct(Cin/2, 1x1); concat[x, MaxPool5x5/1(x)] -> ConvBNAct(filters, 1x1)."""
+
+    def __init__(self, in_channels: int, filters: int, pool_size: int = 5, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.in_channels, self.filters, self.pool_size = int(in_channels), int(filters), int(pool_size)
+        common = dict(activation=self.activation, use_batchnorm=self.use_batchnorm)
+        self.reduce = ConvBNAct(max(1, self.in_channels // 2), 1, name="reduce", **common)
+        self.pool = keras.layers.MaxPool2D(self.pool_size, strides=1, padding="same", name="pool")
+        self.fuse = ConvBNAct(self.filters, 1, name="fuse", **common)
+
+    def call(self, x, training=None):
+        x = self.reduce(x, training=training)
+        return self.fuse(tf.concat([x, self.pool(x)], axis=-1), training=training)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(in_channels=self.in_channels, filters=self.filters, pool_size=self.pool_size)
+        return cfg
+
+
+class EfficientSE(keras.layers.Layer):
+    """Efficient squeeze-excite: x * sigmoid(Conv1x1(mean_HW(x))) (conv with bias, same channels)."""
+
+    def __init__(self, channels: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.fc = keras.layers.Conv2D(self.channels, 1, padding="same", use_bias=True,
+                                      kernel_initializer="he_normal", name="fc")
+
+    def call(self, x):
+        w = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        return x * tf.sigmoid(self.fc(w))
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(channels=self.channels)
+        return cfg
+
+
+class ContextRFB(_Block):
+    """Receptive-field block: x + ConvBNAct(C, 1x1)(concat[DW3x3 dil 2 (x), DW5x5 (x)]),
+    each depthwise branch followed by [BN] + Act. Channels unchanged."""
+
+    def __init__(self, channels: int, dilation_rate: int = 2, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.channels, self.dilation_rate = int(channels), int(dilation_rate)
+        common = dict(activation=self.activation, use_batchnorm=self.use_batchnorm)
+        self.dilated = DepthwiseBNAct(3, 1, self.dilation_rate, name="dilated", **common)
+        self.wide = DepthwiseBNAct(5, 1, name="wide", **common)
+        self.fuse = ConvBNAct(self.channels, 1, name="fuse", **common)
+
+    def call(self, x, training=None):
+        b = tf.concat([self.dilated(x, training=training), self.wide(x, training=training)], axis=-1)
+        return x + self.fuse(b, training=training)
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg.update(channels=self.channels, dilation_rate=self.dilation_rate)
+        return cfg
