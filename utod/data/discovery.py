@@ -1,0 +1,66 @@
+"""Finding the images of a dataset: a folder searched recursively, or a list file.
+
+* Folder: every file whose extension is jpg, jpeg, png, bmp or webp (case-insensitive),
+  found **recursively**, returned as **sorted** paths (sorting makes the split portable;
+  the seed used unsorted ``os.listdir``, non-recursive).
+* List file: one image path per non-empty line (``#`` starts a comment line). A relative
+  path is resolved against the list file's folder first, then the current directory.
+  Entries that exist nowhere are reported and skipped. Order is kept as written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from utod.data.images import IMAGE_EXTENSIONS
+from utod.errors import DataError
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def find_images_in_dir(directory: str | os.PathLike) -> list[str]:
+    """Sorted paths of all images under ``directory`` (recursive, symlinked dirs followed)."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(os.path.join(root, f) for f in files if is_image_name(f))
+    return sorted(found)
+
+
+def read_list_file(list_path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Image paths listed in ``list_path`` and ``path:line`` issues for entries not found."""
+    list_path = str(list_path)
+    base = os.path.dirname(os.path.abspath(list_path))
+    paths: list[str] = []
+    issues: list[str] = []
+    try:
+        with open(list_path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read image list file '{list_path}': {exc}") from exc
+    for lineno, raw in enumerate(lines, start=1):
+        entry = raw.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        candidates = [entry] if os.path.isabs(entry) else [os.path.join(base, entry), entry]
+        hit = next((c for c in candidates if os.path.isfile(c)), None)
+        if hit is None:
+            issues.append(f"{list_path}:{lineno}: image '{entry}' not found — entry skipped")
+            continue
+        paths.append(os.path.normpath(hit))
+    return paths, issues
+
+
+def find_images(image_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Images of ``image_dir`` (folder or list file) and issues about missing entries."""
+    p = Path(image_dir)
+    if p.is_dir():
+        return find_images_in_dir(p), []
+    if p.is_file():
+        if is_image_name(p.name):
+            return [str(p)], []
+        return read_list_file(p)
+    raise DataError(f"image dir '{image_dir}' does not exist (expected a folder of images or a list file)")
