@@ -316,6 +316,8 @@ def test_factory_rejecting_options_is_an_option_error():
     def strict_factory(*, radius: int = 1):
         if radius < 0:
             raise TypeError("radius must be >= 0")
+        if radius > 5:
+            raise ValueError("radius must be <= 5")
         return radius
 
     reg = build_registry(load_entry_points=False, plugins=[
@@ -323,6 +325,8 @@ def test_factory_rejecting_options_is_an_option_error():
     assert reg.create("assigner", "strict", {"radius": "3"}) == 3
     with pytest.raises(ComponentOptionError, match="rejected its options"):
         reg.create("assigner", "strict", {"radius": -1})
+    with pytest.raises(ComponentOptionError, match=r"rejected its options \{'radius': 6\}: radius must be <= 5"):
+        reg.create("assigner", "strict", {"radius": 6})
 
 
 def test_get_and_set_registry_round_trip():

@@ -333,7 +333,7 @@ class Registry:
             return factory(*args, **opts)
         except PluginError:
             raise
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:  # constructors validate their options
             raise ComponentOptionError(f"{kind.replace('_', ' ')} '{comp.name}' rejected its options {opts}: {exc}") from exc
 
     def rows(self, kind: str | None = None) -> list[dict[str, Any]]:
