@@ -5,6 +5,12 @@ convolution is followed by BatchNormalization (momentum 0.97, epsilon 1e-3) and 
 bias. Without BN the seed keeps ``use_bias=False``; utod instead gives those convolutions a
 bias (zero-initialised), since otherwise they would have no offset at all. The reference
 parameter counts in spec/model.md are all with BN, where both choices agree.
+
+Depthwise kernels use He-normal with the fan-in of ONE depthwise filter (k*k). Keras'
+``he_normal`` on a DepthwiseConv2D kernel [k, k, C, 1] counts k*k*C, which shrinks every
+depthwise output by sqrt(C); without BN the signal then vanishes through the backbone
+(std ~1e-5 after block4 at width 8). With BN the choice makes no difference after the first
+batch statistics.
 """
 
 from __future__ import annotations
@@ -26,6 +32,21 @@ def activation_fn(name: str):
     if name in ("silu", "swish"):
         return tf.nn.silu
     raise ValueError(f"unsupported activation '{name}' (relu, silu, swish)")
+
+
+class DepthwiseHeNormal(keras.initializers.Initializer):
+    """He-normal (truncated, std sqrt(2 / (k*k))) for depthwise kernels [k, k, C, M]."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        fan_in = float(shape[0] * shape[1])
+        return keras.initializers.TruncatedNormal(stddev=(2.0 / fan_in) ** 0.5 / 0.87962566103423978,
+                                                  seed=self.seed)(shape, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
 
 
 def batch_norm(name: str | None = None) -> keras.layers.BatchNormalization:
@@ -79,7 +100,7 @@ class DepthwiseBNAct(_Block):
         self.kernel_size, self.strides, self.dilation_rate = int(kernel_size), int(strides), int(dilation_rate)
         self.dw = keras.layers.DepthwiseConv2D(
             self.kernel_size, strides=self.strides, dilation_rate=self.dilation_rate, padding="same",
-            use_bias=not self.use_batchnorm, depthwise_initializer="he_normal", name="dw",
+            use_bias=not self.use_batchnorm, depthwise_initializer=DepthwiseHeNormal(), name="dw",
         )
         self.bn = batch_norm("bn") if self.use_batchnorm else None
 
