@@ -1,0 +1,59 @@
+"""``utod eval MODEL --image-dir D``: COCO mAP (pycocotools) of a .keras checkpoint or an
+exported .onnx / .tflite model on a labelled YOLO folder."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from utod.cli._common import user_errors
+
+
+@click.command("eval")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.option("--image-dir", required=True, type=click.Path(), help="Labelled images (folder or list file).")
+@click.option("--split", type=click.Choice(["all", "val", "train"]), default="all", show_default=True,
+              help="Evaluate all images, or one part of the trainer's deterministic split.")
+@click.option("--train-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.8).")
+@click.option("--val-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.2).")
+@click.option("--seed", type=int, default=None, help="Split seed (default: the checkpoint's, else 42).")
+@click.option("--conf-thresh", type=float, default=0.001, show_default=True,
+              help="Decode threshold for the mAP (low keeps the whole precision/recall curve).")
+@click.option("--iou-thresh", type=float, default=None, help="NMS IoU (default: the model's).")
+@click.option("--pr-conf-thresh", type=float, default=None,
+              help="Threshold of the reported precision/recall (default: the model's conf_thresh).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_thresh, iou_thresh, pr_conf_thresh,
+             batch_size, as_json):
+    """COCO-style mAP@0.5:0.95, mAP@0.5, per-class AP and P/R (pycocotools COCOeval).
+
+    Boxes are compared in model-input pixels. A .keras checkpoint and the .onnx/.tflite
+    exported from it give the same numbers (within rounding) on the same images; an export
+    with built-in post-processing can only use its baked-in threshold or a higher one.
+    """
+    with user_errors():
+        from utod.inference import evaluate_detector, load_detector, load_eval_items
+        from utod.metrics import format_report
+
+        detector = load_detector(model_path)
+        meta = getattr(detector, "meta", {}) or {}
+        tc = (meta.get("extra") or {}).get("train_config") or {}
+        settings = {
+            "train_split": float(train_split if train_split is not None else tc.get("train_split", 0.8)),
+            "val_split": float(val_split if val_split is not None else tc.get("val_split", 0.2)),
+            "seed": int(seed if seed is not None else tc.get("seed", 42)),
+        }
+        log = None if as_json else (lambda m: click.echo(m, err=True))
+        items = load_eval_items(image_dir, detector.info, split=split, log=log, **settings)
+        pr_conf = detector.info.conf_thresh if pr_conf_thresh is None else pr_conf_thresh
+        result = evaluate_detector(detector, items, conf_thresh=conf_thresh, iou_thresh=iou_thresh,
+                                   eval_conf_thresh=pr_conf, batch_size=batch_size)
+        result.update(model=model_path, backend=detector.kind, image_dir=str(image_dir), split=split,
+                      decode_conf_thresh=conf_thresh, **({} if split == "all" else settings))
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            click.echo(f"{model_path} ({detector.kind}) on {image_dir} [{split}]")
+            click.echo(format_report(result))

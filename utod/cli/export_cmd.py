@@ -1,0 +1,150 @@
+"""``utod export CKPT``: ONNX (default) or TFLite (float32 / full-integer int8), then a parity
+check of the exported file against the Keras model on real or synthetic images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from utod.cli._common import UtodCliError, user_errors
+
+
+def default_output(checkpoint: str, fmt: str, post: bool, int8: bool) -> Path:
+    """``runs/x/best.keras`` -> ``runs/x/best.onnx`` (``_raw`` without post-processing,
+    ``_int8`` for int8 TFLite)."""
+    p = Path(checkpoint)
+    stem = p.stem + ("" if post else "_raw") + ("_int8" if int8 else "")
+    return p.with_name(stem + (".onnx" if fmt == "onnx" else ".tflite"))
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite"]), default="onnx", show_default=True,
+              help="Output format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default: next to the checkpoint, .onnx / .tflite).")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--nchw", is_flag=True, help="Take NCHW input [N,3,H,W] (transposed inside the graph); "
+              "the raw output (--no-post) becomes NCHW too.")
+@click.option("--no-post", "no_post", is_flag=True,
+              help="Export the raw head map plus anchors and wh_scale outputs instead of final detections.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Static batch size.")
+@click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension (overrides --batch).")
+@click.option("--conf-thresh", type=float, default=None,
+              help="Score threshold baked into the post-processing (default: the checkpoint's).")
+@click.option("--iou-thresh", type=float, default=None, help="NMS IoU baked into the post-processing.")
+@click.option("--max-detections", type=int, default=None, help="K, rows of the detections output.")
+@click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
+@click.option("--image-dir", type=click.Path(), default=None,
+              help="Images (folder or list file) for the parity check, int8 calibration and the int8 mAP.")
+@click.option("--check-images", type=int, default=8, show_default=True,
+              help="Images used for the parity check (synthetic ones without --image-dir).")
+@click.option("--int8", is_flag=True, help="TFLite full-integer int8 quantisation (raw output; decoded outside).")
+@click.option("--calib-images", type=int, default=100, show_default=True,
+              help="Representative images for int8 calibration, drawn from --image-dir.")
+@click.option("--split", type=click.Choice(["all", "val", "train"]), default="val", show_default=True,
+              help="Images of --image-dir on which the int8 and float mAP are compared (the trainer's split).")
+@click.option("--train-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.8).")
+@click.option("--val-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.2).")
+@click.option("--seed", type=int, default=None, help="Split seed (default: the checkpoint's, else 42).")
+@click.option("--skip-check", is_flag=True, help="Do not run the exported model (no parity check).")
+def export(checkpoint, fmt, output, opset, nchw, no_post, batch, dynamic_batch, conf_thresh, iou_thresh,
+           max_detections, simplify, image_dir, check_images, int8, calib_images, split, train_split,
+           val_split, seed, skip_check):
+    """Export a .keras checkpoint to ONNX or TFLite and check it against the Keras model.
+
+    \b
+    ONNX input `images` float32 RGB in [0,1], NHWC [N,H,W,3] (or NCHW with --nchw).
+    Outputs: `detections` [N,K,6] (score, class, cx, cy, w, h normalised) + `num_detections`,
+    or with --no-post `raw` [N,Hg,Wg,A*(5+Q+C)] + `anchors` [A,2] + `wh_scale` [A,2].
+    Metadata (class names, input size, resize backend, anchors, score mode...) is stored
+    in the file. A parity error (difference above tolerance) exits with code 1.
+
+    \b
+    int8 TFLite: calibrated on --calib-images images of --image-dir; its mAP is reported
+    next to the float model's on the --split part of --image-dir (default: the trainer's
+    validation split, ratios and seed read from the checkpoint).
+    """
+    with user_errors():
+        if fmt == "onnx" and int8:
+            raise UtodCliError("--int8 applies to --format tflite")
+        if int8 and not image_dir:
+            raise UtodCliError("--int8 needs --image-dir (representative images for calibration)")
+        if not Path(checkpoint).suffix.lower() == ".keras":
+            raise UtodCliError(f"{checkpoint}: export takes a .keras checkpoint")
+        ok = _export(checkpoint, fmt, output, opset, nchw, not no_post, None if dynamic_batch else batch,
+                     conf_thresh, iou_thresh, max_detections, simplify, image_dir, check_images, int8,
+                     calib_images, split, train_split, val_split, seed, skip_check)
+    if not ok:
+        sys.exit(1)
+
+
+def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_thresh, max_detections,
+            simplify, image_dir, check_images, int8, calib_images, split, train_split, val_split, seed,
+            skip_check) -> bool:
+    import numpy as np
+
+    from utod.export import check_parity, export_onnx, export_tflite, synthetic_images
+    from utod.inference import KerasDetector, evaluate_detector, load_detector, load_eval_items
+    from utod.metrics import format_report
+    from utod.model.io import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    keras_det = KerasDetector(model, checkpoint, meta)
+    out = Path(output) if output else default_output(checkpoint, fmt, post, int8)
+    split_cfg = _split_settings(meta, train_split, val_split, seed)
+
+    items = None
+    if image_dir:
+        items = load_eval_items(image_dir, keras_det.info, split="all", log=None)
+    if fmt == "onnx":
+        info = export_onnx(model, out, post=post, nchw=nchw, batch=batch, opset=opset, conf_thresh=conf_thresh,
+                           nms_iou=iou_thresh, max_detections=max_detections, simplify=simplify)
+    else:
+        calib = None
+        if int8:
+            rng = np.random.default_rng(0)
+            chosen = rng.permutation(len(items))[:max(calib_images, 1)]
+            calib = keras_det.preprocessor.load([items[i].image_path for i in chosen])
+            click.echo(f"int8 calibration on {len(calib)} images of {image_dir}")
+        info = export_tflite(model, out, post=post, int8=int8, calibration_images=calib, nchw=nchw,
+                             batch=batch or 1, conf_thresh=conf_thresh, nms_iou=iou_thresh,
+                             max_detections=max_detections, log=click.echo)
+    layout = "NCHW" if info.input_layout == "nchw" else "NHWC"
+    click.echo(f"wrote {out} ({fmt}{' int8' if int8 else ''}, {info.output} output, input {layout} "
+               f"{info.img_size[0]}x{info.img_size[1]}, batch {batch or 'dynamic'})")
+    if skip_check:
+        return True
+
+    exported = load_detector(out)
+    if items:
+        paths = [it.image_path for it in items[:check_images]]
+        images, source = keras_det.preprocessor.load(paths), f"images of {image_dir}"
+    else:
+        images, source = synthetic_images(info, check_images), "synthetic images"
+    report = check_parity(exported, model, images, tolerance=float("inf") if int8 else None)
+    click.echo(report.format() + f" [{source}]" + (" (int8: difference reported, not checked)" if int8 else ""))
+    if int8 and items:
+        eval_items = load_eval_items(image_dir, keras_det.info, split=split, log=None, **split_cfg)
+        conf = min(0.001, keras_det.info.conf_thresh)
+        float_res = evaluate_detector(keras_det, eval_items, conf_thresh=conf)
+        int8_res = evaluate_detector(exported, eval_items, conf_thresh=conf)
+        click.echo(f"mAP on {len(eval_items)} images ({split} split of {image_dir}, decode conf >= {conf:g}):")
+        click.echo(f"  float (Keras) mAP@0.5:0.95 {float_res['map']:.4f}  mAP@0.5 {float_res['map50']:.4f}")
+        click.echo(f"  int8 (TFLite) mAP@0.5:0.95 {int8_res['map']:.4f}  mAP@0.5 {int8_res['map50']:.4f}")
+        click.echo(format_report(int8_res))
+    if not report.ok:
+        click.echo(f"Error: the exported model differs from the Keras model: {report.format()}", err=True)
+    return report.ok
+
+
+def _split_settings(meta: dict, train_split, val_split, seed) -> dict:
+    """Split ratios and seed: the flags, else the checkpoint's training config, else 0.8/0.2/42."""
+    tc = (meta.get("extra") or {}).get("train_config") or {}
+    return {
+        "train_split": float(train_split if train_split is not None else tc.get("train_split", 0.8)),
+        "val_split": float(val_split if val_split is not None else tc.get("val_split", 0.2)),
+        "seed": int(seed if seed is not None else tc.get("seed", 42)),
+    }

@@ -1,0 +1,331 @@
+"""Export a Keras ``UltraTinyOD`` to ONNX (tf2onnx) and TFLite, and check the exported file
+against the Keras model.
+
+ONNX graph (``export_onnx``), input ``images`` float32 RGB in [0, 1]:
+
+* NHWC ``[N, H, W, 3]`` (default) or NCHW ``[N, 3, H, W]`` (``nchw=True``, transposed inside
+  the graph, the seed's ``--inputs-as-nchw`` recipe); N = 1 (static, default) or dynamic.
+* ``post=True`` (default): outputs ``detections`` [N, K, 6] rows (score, class_id, cx, cy, w,
+  h) normalised, zero padded, with the model's class-aware NMS / top-K inside, and
+  ``num_detections`` [N] int32. ``conf_thresh``, ``nms_iou`` and K are baked in.
+* ``post=False``: ``raw`` [N, Hg, Wg, A*(5+Q+C)] (NCHW ``[N, A*(5+Q+C), Hg, Wg]`` with
+  ``nchw=True``) plus the constants ``anchors`` [A, 2] and ``wh_scale`` [A, 2] so a device
+  can decode it (formulas in the metadata).
+* ``metadata_props`` carry a :class:`utod.inference.ModelInfo` (class names/ids, input size
+  and layout, resize backend, anchors, wh_scale, score mode, quality power, has_quality,
+  num_classes, output layout, utod version).
+
+TFLite (``export_tflite``): float32, or full-integer int8 (int8 input and output tensors,
+quantisation parameters in the file) calibrated on representative images. TFLite's builtin
+op set has no class-aware batched NMS (``CombinedNonMaxSuppression`` is a Select-TF op that
+the Python interpreter cannot run), so when the post-processed graph does not convert with
+builtin ops the float export falls back to the raw map, and int8 is always raw: decoding
+and NMS then run outside the model (``utod predict``/``eval`` do it with the same code as
+the Keras path). The ModelInfo JSON is stored as a TFLite metadata entry named ``utod``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from utod.errors import ConfigError
+from utod.inference import (
+    Detector,
+    ImageDetections,
+    KerasDetector,
+    ModelInfo,
+    add_tflite_metadata,
+    info_from_model,
+    quiet_fd2,
+    split_detections,
+)
+
+DEFAULT_OPSET = 17
+RAW_TOLERANCE = 1e-3  # max |ONNX/TFLite - Keras| on the raw map (float32 exports)
+DETECTION_TOLERANCE = 1e-3  # score and box tolerance when matching post-processed detections
+
+
+@dataclass
+class ParityReport:
+    """Exported model vs Keras on the same preprocessed images.
+
+    ``max_abs_diff``: raw-map difference (raw exports) or the largest score/box difference of
+    matched detections (post-processed exports). ``matched``/``total``: Keras detections
+    found again in the export. ``ok``: within tolerance.
+    """
+
+    images: int
+    max_abs_diff: float
+    matched: int
+    total: int
+    ok: bool
+    tolerance: float
+    detail: str = ""
+
+    def format(self) -> str:
+        status = "OK" if self.ok else "MISMATCH"
+        text = f"parity vs Keras on {self.images} images: max abs diff {self.max_abs_diff:.3g} " \
+               f"(tolerance {self.tolerance:g})"
+        if self.total:
+            text += f", detections matched {self.matched}/{self.total}"
+        return f"{text} -> {status}" + (f" ({self.detail})" if self.detail else "")
+
+
+# ---------------------------------------------------------------------- graph
+def serving_function(model: Any, info: ModelInfo, batch: int | None):
+    """A ``tf.function`` with one input ``images`` for the layout/batch/output in ``info``.
+
+    Returns a dict: ``{"detections", "num_detections"}`` or ``{"raw", "anchors", "wh_scale"}``.
+    """
+    from utod._keras import tf
+    from utod.model.postprocess import postprocess
+
+    h, w = info.img_size
+    nchw = info.input_layout == "nchw"
+    shape = [batch, 3, h, w] if nchw else [batch, h, w, 3]
+    spec = tf.TensorSpec(shape, tf.float32, name="images")
+    anchors = np.asarray(info.anchors, np.float32)
+    wh_scale = np.asarray(info.wh_scale, np.float32)
+    effective = anchors * wh_scale  # numpy: becomes a graph constant (an eager tensor would be a captured input)
+
+    if info.output == "detections":
+        def serve(images):
+            x = tf.transpose(images, [0, 2, 3, 1]) if nchw else images
+            raw = model(x, training=False)
+            dets, num = postprocess(raw, tf.constant(effective), info.num_anchors, info.num_classes, info.has_quality,
+                                    info.score_mode, info.quality_power, info.conf_thresh, info.nms_iou,
+                                    info.max_detections)
+            return {"detections": tf.identity(dets, name="detections"),
+                    "num_detections": tf.cast(num, tf.int32, name="num_detections")}
+    else:
+        def serve(images):
+            x = tf.transpose(images, [0, 2, 3, 1]) if nchw else images
+            raw = model(x, training=False)
+            if nchw:
+                raw = tf.transpose(raw, [0, 3, 1, 2])
+            return {"raw": tf.identity(raw, name="raw"), "anchors": tf.constant(anchors, name="anchors"),
+                    "wh_scale": tf.constant(wh_scale, name="wh_scale")}
+
+    return tf.function(serve, input_signature=[spec])
+
+
+def _check_batch(batch: int | None) -> None:
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {batch}")
+
+
+# ---------------------------------------------------------------------- ONNX
+def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nchw: bool = False,
+                batch: int | None = 1, opset: int = DEFAULT_OPSET, conf_thresh: float | None = None,
+                nms_iou: float | None = None, max_detections: int | None = None,
+                simplify: bool = False) -> ModelInfo:
+    """Write ``model`` to ``output`` as ONNX (see module docstring). Returns its ModelInfo."""
+    from utod._keras import tf  # noqa: F401, I001  (quiet TF import before tf2onnx)
+    import onnx
+    import tf2onnx
+
+    _check_batch(batch)
+    if not 7 <= opset <= 21:
+        raise ConfigError(f"--opset must be between 7 and 21, got {opset}")
+    info = info_from_model(model, output="detections" if post else "raw", input_layout="nchw" if nchw else "nhwc",
+                           conf_thresh=conf_thresh, nms_iou=nms_iou, max_detections=max_detections)
+    fn = serving_function(model, info, batch)
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=opset)
+    if simplify:
+        proto = _simplify(proto)
+    set_onnx_metadata(proto, info.to_metadata())
+    output = str(output)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    onnx.save(proto, output)
+    return info
+
+
+def _simplify(proto: Any) -> Any:
+    try:
+        import onnxslim
+    except ImportError:
+        raise ConfigError("--simplify needs onnxslim: pip install 'utod[slim]' (or pip install onnxslim)") from None
+    return onnxslim.slim(proto)
+
+
+def set_onnx_metadata(proto: Any, props: dict[str, str]) -> None:
+    """Replace/add ``metadata_props`` entries of an ONNX ModelProto in place."""
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in props.items():
+        entry = existing.get(key) or proto.metadata_props.add()
+        entry.key = key
+        entry.value = value
+    proto.producer_name = "utod"
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+# ---------------------------------------------------------------------- TFLite
+def export_tflite(model: Any, output: str | os.PathLike, *, post: bool = True, int8: bool = False,
+                  calibration_images: np.ndarray | None = None, nchw: bool = False, batch: int = 1,
+                  conf_thresh: float | None = None, nms_iou: float | None = None,
+                  max_detections: int | None = None, log=print) -> ModelInfo:
+    """Write ``model`` as a TFLite flatbuffer. ``int8`` needs ``calibration_images``
+    float32 [N, H, W, 3] in [0, 1]. Returns the ModelInfo stored in the file (``output`` is
+    "raw" when post-processing was not exported; see module docstring)."""
+    _check_batch(batch)
+    if int8 and (calibration_images is None or len(calibration_images) == 0):
+        raise ConfigError("--int8 needs calibration images: give --image-dir with at least one image")
+    content: bytes | None = None
+    info = None
+    if post and not int8:
+        info = info_from_model(model, output="detections", input_layout="nchw" if nchw else "nhwc",
+                               conf_thresh=conf_thresh, nms_iou=nms_iou, max_detections=max_detections)
+        try:
+            content = _convert_tflite(model, info, batch, builtin_only=True)
+        except Exception as exc:  # the converter raises ConverterError/RuntimeError with long MLIR dumps
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            log(f"note: post-processing (NMS) does not convert to builtin TFLite ops ({first}); "
+                "exporting the raw map, decoded outside the model")
+            content = None
+    if content is None:
+        info = info_from_model(model, output="raw", input_layout="nchw" if nchw else "nhwc",
+                               conf_thresh=conf_thresh, nms_iou=nms_iou, max_detections=max_detections)
+        content = _convert_tflite(model, info, batch, builtin_only=True, int8=int8,
+                                  calibration_images=calibration_images)
+    assert info is not None
+    if int8:
+        info.input_dtype = "int8"
+        info.extra["quantization"] = "full-integer int8 (int8 input/output)"
+    content = add_tflite_metadata(content, info.to_json())
+    output = str(output)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "wb") as f:
+        f.write(content)
+    return info
+
+
+def _convert_tflite(model: Any, info: ModelInfo, batch: int, *, builtin_only: bool, int8: bool = False,
+                    calibration_images: np.ndarray | None = None) -> bytes:
+    from utod._keras import tf
+
+    fn = serving_function(model, info, batch)
+    if info.output == "raw":  # anchors/wh_scale travel in the metadata; keep one tensor output
+        base = fn
+
+        @tf.function(input_signature=base.input_signature)
+        def fn(images):
+            return {"raw": base(images)["raw"]}
+
+    concrete = fn.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    if int8:
+        images = np.asarray(calibration_images, np.float32)
+        if info.input_layout == "nchw":
+            images = np.transpose(images, (0, 3, 1, 2))
+
+        def representative() -> Iterable[list[np.ndarray]]:
+            for i in range(0, len(images) - batch + 1, batch):
+                yield [images[i:i + batch]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif builtin_only:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with quiet_fd2():
+        content = converter.convert()
+    if info.output == "detections":  # a model that converts but cannot run is no use
+        import warnings
+
+        with warnings.catch_warnings(), quiet_fd2():
+            warnings.simplefilter("ignore")
+            tf.lite.Interpreter(model_content=content).allocate_tensors()
+    return content
+
+
+# ---------------------------------------------------------------------- parity
+def synthetic_images(info: ModelInfo, count: int = 4, seed: int = 0) -> np.ndarray:
+    """float32 [count, H, W, 3] random images in [0, 1]: smooth colours, a few blocks, pixel noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = info.img_size
+    out = []
+    for _ in range(count):
+        small = rng.random((max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        for _ in range(3):
+            y0, x0 = rng.integers(0, h - 4), rng.integers(0, w - 4)
+            img[y0:y0 + rng.integers(4, h // 2), x0:x0 + rng.integers(4, w // 2)] = rng.random(3)
+        img = img + rng.normal(0.0, 0.03, img.shape)  # no flat regions: avoids exactly tied scores
+        out.append(np.clip(img, 0, 1))
+    return np.stack(out).astype(np.float32)
+
+
+def match_detections(reference: Sequence[ImageDetections], candidate: Sequence[ImageDetections],
+                     tolerance: float = DETECTION_TOLERANCE) -> tuple[int, int, float, int]:
+    """Find every reference detection in ``candidate`` (same class, score and box within
+    ``tolerance``). Returns ``(matched, total, max_abs_diff_of_matched, unmatched_at_boundary)``
+    where a boundary miss is a reference detection whose score is within ``tolerance`` of the
+    image's lowest kept score (top-K / threshold cut-off, order of near-equal scores)."""
+    matched = total = boundary = 0
+    worst = 0.0
+    for (rb, rs, rl), (cb, cs, cl) in zip(reference, candidate):
+        used = np.zeros(len(cs), bool)
+        low = float(min(rs.min() if len(rs) else 1.0, cs.min() if len(cs) else 1.0))
+        for b, s, c in zip(rb, rs, rl):
+            total += 1
+            cand = np.where((cl == c) & ~used)[0]
+            if len(cand):
+                diff = np.maximum(np.abs(cs[cand] - s), np.abs(cb[cand] - b).max(axis=1))
+                j = int(np.argmin(diff))
+                if diff[j] <= tolerance:
+                    used[cand[j]] = True
+                    matched += 1
+                    worst = max(worst, float(diff[j]))
+                    continue
+            if s - low <= tolerance:
+                boundary += 1
+    return matched, total, worst, boundary
+
+
+def check_parity(exported: Detector, model: Any, images: np.ndarray, *, tolerance: float | None = None) -> ParityReport:
+    """Compare an exported model with the Keras ``model`` on float32 NHWC ``images``."""
+    info = exported.info
+    images = np.asarray(images, np.float32)
+    if info.output == "raw":
+        tol = RAW_TOLERANCE if tolerance is None else tolerance
+        ref = np.asarray(KerasDetector(model).forward(images)["raw"])
+        got = exported.raw(images)
+        diff = float(np.abs(ref - got).max()) if ref.size else 0.0
+        const_diff = 0.0
+        out = exported.forward(images[:1])
+        if "anchors" in out:
+            const_diff = max(float(np.abs(out["anchors"] - np.asarray(info.anchors)).max()),
+                             float(np.abs(out["wh_scale"] - np.asarray(info.wh_scale)).max()))
+        detail = f"anchors/wh_scale outputs differ by {const_diff:.3g}" if const_diff > 1e-6 else ""
+        return ParityReport(len(images), diff, 0, 0, diff <= tol and const_diff <= 1e-6, tol, detail)
+    tol = DETECTION_TOLERANCE if tolerance is None else tolerance
+    fn = serving_function(model, _as_nhwc(info), None)
+    ref_out = fn(images)
+    reference = split_detections(np.asarray(ref_out["detections"]), np.asarray(ref_out["num_detections"]))
+    out = exported.forward(images)
+    candidate = split_detections(out["detections"], out.get("num_detections"))
+    matched, total, worst, boundary = match_detections(reference, candidate, tol)
+    ok = matched + boundary == total
+    extra = f"{boundary} missing at the score cut-off" if boundary else ""
+    return ParityReport(len(images), worst, matched, total, ok, tol, extra)
+
+
+def _as_nhwc(info: ModelInfo) -> ModelInfo:
+    from dataclasses import replace
+
+    return replace(info, input_layout="nhwc")
