@@ -411,3 +411,19 @@ def test_options_from_the_command_line_flow_into_the_component():
     built = reg.create("assigner", "simota", opts)
     assert (built.topk, built.center_radius, built.use_cost) == (7, 1.0, False)
     assert isinstance(built.center_radius, float)
+
+
+# --------------------------------------------------------------------------- hooks
+def test_hookspecs_match_the_kinds_and_are_documented():
+    from pathlib import Path
+
+    from utod import hookspecs
+    from utod.components import HOOK_FOR_KIND
+
+    specs = {name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "utod_spec")}
+    assert specs == set(HOOK_FOR_KIND.values())
+    reg = build_registry(load_entry_points=False)
+    assert {name for name in dir(reg.plugin_manager.hook) if not name.startswith("_")} == specs
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    for kind, hook in HOOK_FOR_KIND.items():
+        assert f"`{hook}`" in guide and f"### {kind}" in guide, (kind, hook)
