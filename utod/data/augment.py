@@ -96,7 +96,8 @@ def resolve_ops(pairs: Sequence[tuple[str, Any]], registry: Registry | None = No
             raise ConfigError(f"{where}: {exc}") from exc
         if isinstance(value, (bool, int, float)):
             scalars = getattr(comp.load(), "scalar_params", ("prob",))
-            params: dict[str, Any] = {p: value for p in scalars}
+            number = float(value) if isinstance(value, bool) else value  # `ToGray: true` -> prob 1.0
+            params: dict[str, Any] = {p: number for p in scalars}
         elif isinstance(value, Mapping):
             params = {str(k): v for k, v in value.items()}
         else:
