@@ -12,6 +12,8 @@ Predictions inside one image are flattened as ``n = a*H*W + j*W + i`` (anchor, r
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from utod._keras import tf
 from utod.boxes import grid_offsets
 from utod.components import Assignment
@@ -118,6 +120,25 @@ def _finite(x: tf.Tensor, posinf: float) -> tf.Tensor:
     return tf.where(tf.math.is_inf(x), tf.zeros_like(x), x)
 
 
+class SimOTAMatch(NamedTuple):
+    """Intermediate SimOTA results (predictions flattened to ``n = a*H*W + j*W + i``).
+
+    candidate:  bool    [B, N, M] prediction n lies in GT m's candidate region (real GTs only).
+    iou:        float32 [B, N, M] pairwise IoU (spec §2.2).
+    cost:       float32 [B, N, M] matching cost (penalty included).
+    dynamic_k:  int32   [B, M]    number of predictions each GT asks for.
+    claimed:    bool    [B, M, N] GT m took prediction n (before conflict resolution).
+    owner:      int32   [B, N]    GT that finally owns prediction n, -1 for negatives.
+    """
+
+    candidate: tf.Tensor
+    iou: tf.Tensor
+    cost: tf.Tensor
+    dynamic_k: tf.Tensor
+    claimed: tf.Tensor
+    owner: tf.Tensor
+
+
 class SimOTAAssigner:
     """SimOTA dynamic-k matching as in YOLOX, on the single UltraTinyOD grid.
 
@@ -159,13 +180,18 @@ class SimOTAAssigner:
         self.center_radius = float(center_radius)
         self.iou_weight = float(iou_weight)
 
-    def __call__(self, pred_boxes, cls_logits, obj_logits, gt_boxes, gt_labels, gt_mask, anchors,
-                 num_classes: int, has_quality: bool) -> Assignment:
+    def match(self, pred_boxes, cls_logits, gt_boxes, gt_labels, gt_mask, num_classes: int) -> SimOTAMatch:
+        """The matching itself, on predictions flattened to ``n = a*H*W + j*W + i``.
+
+        ``pred_boxes`` [B, A, H, W, 4] decoded cxcywh, ``cls_logits`` [B, A, H, W, C];
+        GT tensors as in the hook contract. See :class:`SimOTAMatch` for the outputs.
+        """
         shape = tf.shape(pred_boxes)
         batch, n_anchor, height, width = shape[0], shape[1], shape[2], shape[3]
         n_pred = n_anchor * height * width
         n_gt = tf.shape(gt_boxes)[1]
-        preds = _finite(tf.reshape(tf.stop_gradient(tf.cast(pred_boxes, tf.float32)), tf.stack([batch, n_pred, 4])), 1e4)
+        preds = tf.reshape(tf.stop_gradient(tf.cast(pred_boxes, tf.float32)), tf.stack([batch, n_pred, 4]))
+        preds = _finite(preds, 1e4)
         gt = _finite(tf.stop_gradient(tf.cast(gt_boxes, tf.float32)), 1.0)
         mask = tf.cast(gt_mask, tf.bool)
         labels = tf.cast(gt_labels, tf.int32)
@@ -183,6 +209,7 @@ class SimOTAAssigner:
         in_box = (px > gcx - gw / 2) & (px < gcx + gw / 2) & (py > gcy - gh / 2) & (py < gcy + gh / 2)
         in_centre = (tf.abs(px - gcx) < self.center_radius / wf) & (tf.abs(py - gcy) < self.center_radius / hf)
         candidate = (in_box | in_centre) & mask[:, None, :]  # [B, N, M]
+        candidate_f = tf.cast(candidate, tf.float32)
 
         cost = self.iou_weight * -tf.math.log(iou + 1e-8)
         if num_classes > 0:
@@ -190,10 +217,10 @@ class SimOTAAssigner:
             cls = tf.reshape(cls, tf.stack([batch, n_pred, num_classes]))
             one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)  # [B, M, C]
             cost += tf.einsum("bnc,bmc->bnm", tf.nn.softplus(-cls), one_hot)  # BCE(x, 1) = softplus(-x)
-        cost += self.PENALTY * (1.0 - tf.cast(candidate, tf.float32))
+        cost += self.PENALTY * (1.0 - candidate_f)
 
         k = tf.minimum(self.topk, n_pred)
-        cand_iou_t = tf.transpose(tf.where(candidate, iou, 0.0), [0, 2, 1])  # [B, M, N]
+        cand_iou_t = tf.transpose(iou * candidate_f, [0, 2, 1])  # [B, M, N]
         top_iou = tf.math.top_k(cand_iou_t, k=k, sorted=True).values
         dynamic_k = tf.clip_by_value(tf.cast(tf.floor(tf.reduce_sum(top_iou, axis=-1)), tf.int32), 1, k)
 
@@ -206,20 +233,33 @@ class SimOTAAssigner:
             tf.zeros(tf.stack([batch, n_gt, n_pred])), tf.reshape(index, [-1, 3]), tf.reshape(take, [-1])
         )
         # (bool tensors are never transposed: oneDNN logs an error for bool transposes on CPU)
-        candidate_t = tf.transpose(tf.cast(candidate, tf.float32), [0, 2, 1]) > 0.5
-        matched = (chosen > 0.5) & candidate_t  # [B, M, N]
+        candidate_t = tf.transpose(candidate_f, [0, 2, 1]) > 0.5
+        claimed = (chosen > 0.5) & candidate_t  # [B, M, N]
 
-        positive = tf.reduce_any(matched, axis=1)  # [B, N]
-        owner_cost = tf.where(matched, cost_t, float("inf"))
-        owner = _first_argmin(tf.transpose(owner_cost, [0, 2, 1]))  # [B, N] (meaningless where not positive)
-        owner_one_hot = tf.one_hot(owner, n_gt, dtype=tf.float32)  # [B, N, M]
+        positive = tf.reduce_any(claimed, axis=1)  # [B, N]
+        owner_cost = tf.transpose(tf.where(claimed, cost_t, float("inf")), [0, 2, 1])  # [B, N, M]
+        owner = tf.where(positive, _first_argmin(owner_cost), -1)
+        return SimOTAMatch(candidate, iou, cost, dynamic_k, claimed, owner)
 
-        box_targets = tf.gather(gt, owner, batch_dims=1)
-        box_targets = tf.where(positive[..., None], box_targets, 0.0)
+    def __call__(self, pred_boxes, cls_logits, obj_logits, gt_boxes, gt_labels, gt_mask, anchors,
+                 num_classes: int, has_quality: bool) -> Assignment:
+        shape = tf.shape(pred_boxes)
+        batch, n_anchor, height, width = shape[0], shape[1], shape[2], shape[3]
+        n_pred = n_anchor * height * width
+        m = self.match(pred_boxes, cls_logits, gt_boxes, gt_labels, gt_mask, num_classes)
+        positive = m.owner >= 0
+        owner = tf.maximum(m.owner, 0)
         pos_f = tf.cast(positive, tf.float32)
+
+        gt = _finite(tf.stop_gradient(tf.cast(gt_boxes, tf.float32)), 1.0)
+        box_targets = tf.where(positive[..., None], tf.gather(gt, owner, batch_dims=1), 0.0)
         if num_classes > 0:
-            owner_label = tf.gather(labels, owner, batch_dims=1)
-            value = pos_f if has_quality else tf.reduce_sum(iou * owner_one_hot, axis=-1) * pos_f
+            owner_label = tf.gather(tf.cast(gt_labels, tf.int32), owner, batch_dims=1)
+            if has_quality:
+                value = pos_f
+            else:
+                owner_one_hot = tf.one_hot(owner, tf.shape(gt_boxes)[1], dtype=tf.float32)  # [B, N, M]
+                value = tf.reduce_sum(m.iou * owner_one_hot, axis=-1) * pos_f
             cls_targets = tf.one_hot(owner_label, num_classes, dtype=tf.float32) * value[..., None]
         else:
             cls_targets = tf.zeros(tf.stack([batch, n_pred, 0]))
