@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from utod import hookimpl
 from utod.cli import cli, main
 from utod.cli._common import user_errors
-from utod.registry import get_registry
+from utod.registry import get_registry, set_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_KEYS = {"kind", "name", "provider", "version", "plugin", "status", "summary", "params", "aliases", "error"}
@@ -171,6 +171,23 @@ def test_check_imports_components_and_marks_broken_ones(clean):
     result = invoke("--check", "--strict", "--kind", "assigner")
     assert result.exit_code == 1 and "2 broken component(s)" in result.output
     assert invoke("--check", "--strict", "--kind", "iou_loss").exit_code == 0
+
+
+def test_disabled_plugins_are_listed_but_not_an_error(fake_distributions, plugin_modules, monkeypatch):
+    mod = plugin_modules("utod_test_cli_disabled", "raise ImportError('never imported')\n")
+    fake_distributions([("utod-off", "3.0", {"off": mod})])
+    monkeypatch.setenv("UTOD_DISABLED_PLUGINS", "utod-off")
+    set_registry(None)
+    try:
+        result = invoke("--strict")
+        assert result.exit_code == 0, result.output
+        line = next(line for line in result.output.splitlines() if "utod-off" in line)
+        assert line.split()[:5] == ["-", "-", "utod-off", "3.0", "disabled"]
+        assert "disabled by UTOD_DISABLED_PLUGINS" in line
+        (row,) = json.loads(invoke("--json").output)
+        assert (row["status"], row["error"], row["plugin"]) == ("disabled", None, "off")
+    finally:
+        set_registry(None)
 
 
 def test_empty_registry(install_registry):

@@ -218,6 +218,14 @@ def test_disabled_plugins_are_skipped(fake_distributions, plugin_modules, monkey
     monkeypatch.setenv("UTOD_DISABLED_PLUGINS", "utod-bad, GOOD")
     reg = build_registry()
     assert reg.failures == [] and reg.names("assigner") == []
+    assert bad not in sys.modules and good not in sys.modules  # not even imported
+    assert [(d.provider, d.plugin, d.status) for d in reg.disabled] == [("utod-bad", "bad", "disabled"),
+                                                                         ("utod-good", "good", "disabled")]
+    rows = reg.rows()
+    assert [r["status"] for r in rows] == ["disabled", "disabled"]
+    assert rows[0]["error"] is None and "UTOD_DISABLED_PLUGINS" in rows[0]["summary"]
+    with pytest.raises(UnknownComponentError, match=r"Disabled by UTOD_DISABLED_PLUGINS: utod-bad \(bad\), utod-good"):
+        reg.get("assigner", "legacy")
 
 
 def test_same_distribution_seen_twice_loads_once(fake_distributions, plugin_modules):

@@ -107,13 +107,15 @@ class Component:
 
 @dataclass
 class LoadFailure:
-    """A plugin that could not be imported or whose hooks failed."""
+    """A plugin that could not be imported or whose hooks failed (status ``error``), or
+    one switched off with ``UTOD_DISABLED_PLUGINS`` (status ``disabled``, not loaded)."""
 
     plugin: str
     provider: str
     version: str
     error: str
     traceback: str = ""
+    status: str = "error"
 
     def row(self) -> dict[str, Any]:
         return {
@@ -122,11 +124,11 @@ class LoadFailure:
             "provider": self.provider,
             "version": self.version,
             "plugin": self.plugin,
-            "status": "error",
-            "summary": "",
+            "status": self.status,
+            "summary": self.error if self.status == "disabled" else "",
             "params": {},
             "aliases": [],
-            "error": self.error,
+            "error": None if self.status == "disabled" else self.error,
         }
 
 
@@ -183,6 +185,7 @@ class Registry:
 
     components: dict[str, list[Component]] = field(default_factory=lambda: {k: [] for k in KINDS})
     failures: list[LoadFailure] = field(default_factory=list)
+    disabled: list[LoadFailure] = field(default_factory=list)
     plugin_manager: pluggy.PluginManager | None = None
 
     # ------------------------------------------------------------------ building
@@ -319,6 +322,9 @@ class Registry:
         if self.failures:
             broken = "; ".join(f"{f.provider} ({f.plugin}): {f.error}" for f in self.failures)
             msg += f". Plugins that failed to load (one may provide it): {broken}"
+        if self.disabled:
+            off = ", ".join(f"{d.provider} ({d.plugin})" for d in self.disabled)
+            msg += f". Disabled by UTOD_DISABLED_PLUGINS: {off}"
         return msg
 
     def create(self, kind: str, name: str, options: Mapping[str, Any] | None = None, *args: Any) -> Any:
@@ -337,13 +343,15 @@ class Registry:
             raise ComponentOptionError(f"{kind.replace('_', ' ')} '{comp.name}' rejected its options {opts}: {exc}") from exc
 
     def rows(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Table rows for ``list-plugins``: components sorted by (kind, name), failures last."""
+        """Table rows for ``list-plugins``: components sorted by (kind, name), then the
+        plugins that failed to load, then the disabled ones."""
         rows = []
         for k in KINDS:
             if kind and k != kind:
                 continue
             rows.extend(c.row() for c in sorted(self.components[k], key=lambda c: (c.name.lower(), c.provider)))
         rows.extend(f.row() for f in self.failures)
+        rows.extend(d.row() for d in self.disabled)
         return rows
 
 
@@ -469,6 +477,8 @@ def build_registry(*, load_entry_points: bool = True, plugins: Iterable[tuple[ob
     if load_entry_points:
         for ep, dist_name, version in _iter_entry_points():
             if ep.name.lower() in disabled or dist_name.lower() in disabled:
+                reg.disabled.append(LoadFailure(ep.name, dist_name, version, "disabled by UTOD_DISABLED_PLUGINS",
+                                                status="disabled"))
                 continue
             try:
                 module = ep.load()

@@ -17,6 +17,7 @@ import click
 from utod.components import KINDS
 
 COLUMNS: tuple[str, ...] = ("kind", "name", "provider", "version", "status", "summary")
+PLUGIN_STATUSES = ("error", "disabled")  # rows that are whole plugins, not components
 
 
 def normalise_kind(text: str) -> str:
@@ -44,12 +45,13 @@ def format_params(params: dict[str, Any]) -> str:
 
 def render_table(rows: Sequence[dict[str, Any]], verbose: bool = False) -> list[str]:
     """Aligned text lines for ``rows`` (``Registry.rows()``): one block per kind, then the
-    plugins that failed to load with their error as summary. ``verbose`` adds each
-    component's parameters and aliases on an indented line below it."""
-    comps = [r for r in rows if r["status"] != "error"]
-    failed = [r for r in rows if r["status"] == "error"]
+    plugins that failed to load (their error as summary) and the disabled ones. ``verbose``
+    adds each component's parameters and aliases on an indented line below it."""
+    comps = [r for r in rows if r["status"] not in PLUGIN_STATUSES]
+    failed = [r for r in rows if r["status"] in PLUGIN_STATUSES]
     cells = [[str(r[c]) if r[c] is not None else "" for c in COLUMNS] for r in comps]
-    cells += [[r["kind"], r["name"], r["provider"], r["version"], "error", r["error"] or ""] for r in failed]
+    cells += [[r["kind"], r["name"], r["provider"], r["version"], r["status"], r["error"] or r["summary"]]
+              for r in failed]
     header = [c.upper() for c in COLUMNS]
     widths = [max([len(header[i])] + [len(row[i]) for row in cells]) for i in range(len(COLUMNS) - 1)]
 
@@ -64,7 +66,7 @@ def render_table(rows: Sequence[dict[str, Any]], verbose: bool = False) -> list[
             out.append("")
         previous_kind = row["kind"]
         out.append(line(text))
-        if verbose and row["status"] != "error":
+        if verbose and row["status"] not in PLUGIN_STATUSES:
             extras = []
             if row["params"]:
                 extras.append(f"params: {format_params(row['params'])}")
@@ -116,7 +118,7 @@ def list_plugins(kind: str | None, as_json: bool, check: bool, strict: bool, ver
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        if not any(r["status"] != "error" for r in rows):
+        if not any(r["status"] not in PLUGIN_STATUSES for r in rows):
             what = f"{kind} components" if kind else "components"
             click.echo(f"No {what} registered. Plugins register through the 'utod' entry-point group.")
         if rows:
