@@ -275,3 +275,22 @@ def test_build_loss_composes_the_example_components(example_registry):
     assert np.isfinite(grad.numpy()).all() and np.abs(grad.numpy()).sum() > 0
     # 1 - DIoU averaged over exactly the 8 ATSS positives of _targets
     assert values["box"] < 2.0
+
+
+@pytest.mark.slow
+def test_example_package_builds_a_wheel_with_the_entry_point(tmp_path):
+    import shutil
+    import subprocess
+    import zipfile
+
+    src = tmp_path / "pkg"
+    shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(src)], check=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("utod_example_plugin-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "[utod]\nexample = utod_example_plugin.plugin" in entry_points
+    for module in ("plugin", "iou", "atss", "gridmask"):
+        assert f"utod_example_plugin/{module}.py" in names
