@@ -21,6 +21,8 @@ def _option_for(f: dataclasses.Field) -> click.Option:
     kwargs: dict[str, Any] = {"help": meta["help"], "show_default": default not in (None, False, [], "")}
     if meta["is_flag"]:
         kwargs.update(is_flag=True, default=False)
+        if not f.name.startswith("no_"):  # every switch can also be turned off (--no-use-ema)
+            flags[0] = f"{flags[0]}/--no-{flags[0][2:]}"
     elif meta["multiple"]:
         kwargs.update(multiple=True, default=(), metavar="KEY=VALUE")
     else:
@@ -38,11 +40,11 @@ def _option_for(f: dataclasses.Field) -> click.Option:
 
 def _build_command() -> click.Command:
     params: list[click.Parameter] = [
-        click.Option(["--config"], "config_file", type=click.Path(dir_okay=False),
+        click.Option(["--config", "config_file"], type=click.Path(dir_okay=False),
                      help="YAML file with any of these settings (flags given here win)."),
     ]
     params += [_option_for(f) for f in dataclasses.fields(TrainConfig)]
-    params += [click.Option(["--" + name], "shortcut_" + name, is_flag=True, help=f"Same as --resize-mode {name}.")
+    params += [click.Option(["--" + name, "shortcut_" + name], is_flag=True, help=f"Same as --resize-mode {name}.")
                for name in RESIZE_SHORTCUTS]
     return click.Command(
         "train",

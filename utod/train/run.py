@@ -53,11 +53,13 @@ def make_strategy(name: str):
 
 
 def _resolve_anchors(cfg, train_items, class_ids) -> tuple[list[list[float]] | None, str]:
-    from utod.anchors import kmeans_anchors, mean_best_iou, parse_anchors
-
     if cfg.anchors:
+        from utod.anchors import parse_anchors
+
         return parse_anchors(cfg.anchors), "--anchors"
     if cfg.auto_anchors:
+        from utod.anchors import kmeans_anchors, mean_best_iou
+
         wh = [it.boxes[:, 2:4] for it in train_items if len(it.boxes)]
         if class_ids is not None:
             wh = [it.boxes[np.isin(it.labels, class_ids)][:, 2:4] for it in train_items if len(it.boxes)]
