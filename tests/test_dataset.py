@@ -104,3 +104,18 @@ def test_resolve_classes_bad_names_file(tmp_path: Path):
     empty.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         resolve_classes(None, None, str(empty))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_read_image_rgb_matches_opencv(tmp_path: Path, channels: int):
+    from utod.data.images import read_image_rgb
+
+    rng = np.random.default_rng(channels)
+    arr = rng.integers(0, 256, (9, 11, channels), dtype=np.uint8)
+    p = tmp_path / "x.png"
+    cv2.imwrite(str(p), arr if channels > 1 else arr[..., 0])
+    out = read_image_rgb(str(p))
+    ref = cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert out.shape == (9, 11, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, ref)
+    assert read_image_rgb(str(tmp_path / "missing.png")) is None

@@ -33,13 +33,20 @@ def sniff_image(path: str) -> str | None:
     return "not a JPEG/PNG/BMP/WebP image (unknown file header)"
 
 
+# OpenCV >= 4.10 decodes straight to RGB (same pixels as BGR decode + cvtColor, ~25% faster).
+_IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
 def read_image_rgb(path: str) -> np.ndarray | None:
     """Decode ``path`` to uint8 RGB ``[h, w, 3]`` (alpha dropped, grayscale expanded, as
     ``cv2.IMREAD_COLOR`` does). ``None`` when OpenCV cannot decode it."""
-    data = np.fromfile(path, dtype=np.uint8) if path else None
-    if data is None or data.size == 0:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
         return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if data.size == 0:
+        return None
+    img = cv2.imdecode(data, _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
     if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
         return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img if _IMREAD_RGB is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
