@@ -80,21 +80,44 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None) -> d
     resolved: ResolvedRun = resolve_config(cli_given, config_file)
     cfg = resolved.cfg
     run_dir = resolved.run_dir
-    if not resolved.resuming:
-        check_new_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
     _configure_devices(cfg.strategy)
     from utod._keras import keras, tf
-    from utod.data.augment import load_aug_config
+    from utod.data.augment import build_augmenter, load_aug_config
     from utod.data.classes import resolve_classes
     from utod.data.dataset import scan_dataset
     from utod.data.split import split_items, write_split
     from utod.model.config import ModelConfig
-    from utod.registry import get_registry, parse_option_pairs, warn_failures
+    from utod.registry import get_registry, parse_option_pairs, validate_options, warn_failures
 
     registry = get_registry()
     warn_failures(registry)
+
+    # Every component choice and option is checked before any time goes into the data.
+    aug_ops = [] if cfg.no_aug else load_aug_config(cfg.aug_config)
+    build_augmenter(registry, aug_ops)
+    hname = head_name(cfg)
+    hopts = head_options(cfg, registry.get("head", hname).params)
+    validate_options(registry.get("head", hname), hopts)
+    registry.get("resize", cfg.resize_mode)
+    assigner_opts = parse_option_pairs(cfg.assigner_opt, "--assigner-opt")
+    if cfg.simota_topk is not None:
+        if "topk" not in registry.get("assigner", cfg.assigner).params:
+            raise ConfigError(f"--simota-topk: assigner '{cfg.assigner}' has no 'topk' option")
+        assigner_opts.setdefault("topk", cfg.simota_topk)
+    loss_opts = {
+        "assigner_options": assigner_opts,
+        "iou_options": parse_option_pairs(cfg.iou_loss_opt, "--iou-loss-opt"),
+        "cls_options": parse_option_pairs(cfg.cls_loss_opt, "--cls-loss-opt"),
+    }
+    used = plugins_used(registry, cfg, aug_ops)
+    for kind, name, opts in (("assigner", cfg.assigner, assigner_opts),
+                             ("iou_loss", cfg.iou_loss, loss_opts["iou_options"]),
+                             ("cls_loss", cfg.cls_loss_type, loss_opts["cls_options"])):
+        validate_options(registry.get(kind, name), opts)
+
+    if not resolved.resuming:
+        check_new_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
 
     image_dir = cfg.image_dir
     if resolved.used_default_data and not image_dir:
@@ -124,15 +147,8 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None) -> d
     if len(train_items) < 1:
         raise DataError("the training split is empty")
 
-    aug_ops = None if cfg.no_aug else load_aug_config(cfg.aug_config)
-    if cfg.no_aug:
-        aug_ops = []
-
     # ---- model configuration ----------------------------------------------------------
     anchors, anchor_source = _resolve_anchors(cfg, train_items, class_ids)
-    hname = head_name(cfg)
-    hcomp = registry.get("head", hname)
-    hopts = head_options(cfg, hcomp.params)
     h, w = cfg.image_hw()
     mkw: dict[str, Any] = dict(
         img_size=(h, w), num_classes=len(class_ids), class_names=list(classes.names), class_ids=class_ids,
@@ -146,28 +162,7 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None) -> d
     model_cfg = ModelConfig(**mkw)
     log(f"Anchors ({anchor_source}): {np.round(np.asarray(model_cfg.anchors), 5).tolist()}")
 
-    assigner_opts = parse_option_pairs(cfg.assigner_opt, "--assigner-opt")
-    if cfg.simota_topk is not None:
-        if "topk" not in registry.get("assigner", cfg.assigner).params:
-            raise ConfigError(f"--simota-topk: assigner '{cfg.assigner}' has no 'topk' option")
-        assigner_opts.setdefault("topk", cfg.simota_topk)
-    loss_opts = {
-        "assigner_options": assigner_opts,
-        "iou_options": parse_option_pairs(cfg.iou_loss_opt, "--iou-loss-opt"),
-        "cls_options": parse_option_pairs(cfg.cls_loss_opt, "--cls-loss-opt"),
-    }
-    # Validate every component choice before spending time on data caching.
-    used = plugins_used(registry, cfg, aug_ops)
-    for kind, name, opts in (("assigner", cfg.assigner, assigner_opts),
-                             ("iou_loss", cfg.iou_loss, loss_opts["iou_options"]),
-                             ("cls_loss", cfg.cls_loss_type, loss_opts["cls_options"])):
-        from utod.registry import validate_options
-
-        validate_options(registry.get(kind, name), opts)
-
     if not resolved.resuming:
-        stored = cfg.to_dict()
-        stored["image_dir"] = cfg.image_dir if cfg.image_dir else None
         save_config(cfg, run_dir / "config.yaml")
     write_json(run_dir / "plugins.json", used)
     write_json(run_dir / "model_config.json", model_cfg.to_dict())
