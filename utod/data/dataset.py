@@ -104,7 +104,9 @@ def scan_dataset(
 
     ``class_ids``: the selected raw ids (``--classes``); other ids are legal and ignored later.
     ``num_classes``: without a subset, ids ``>= num_classes`` are reported and skipped.
-    ``names``: class names by raw id, only used in the summary. ``log`` receives the first
+    ``names``: class names for the summary, aligned with ``class_ids`` when given (as
+    ``ClassSpec.names``), else indexed by raw id. For ``--num-classes``/``--names`` without a
+    ``--classes`` subset pass ``class_ids=None`` so that ids >= ``num_classes`` are reported. ``log`` receives the first
     ``MAX_LOGGED_ISSUES`` issues and a count of the rest (``None``: silent).
     Items come back sorted by path (folders) or in list-file order.
     Raises ``DataError`` when no usable image is found.
