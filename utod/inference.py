@@ -337,6 +337,7 @@ class OnnxDetector(Detector):
     def __init__(self, path: str, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        ort.set_default_logger_severity(3)  # e.g. the nearest-Resize 'tf_half_pixel_for_nn' notice
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
