@@ -147,24 +147,32 @@ def _tiny_model_with_varied_scores():
     return model
 
 
-def test_onnx_and_tflite_parity_with_postprocess(tmp_path):
-    import onnxruntime as ort
-    import tf2onnx
-
+@pytest.fixture(scope="module")
+def detect_and_reference():
     from utod.model.postprocess import predict_model
 
-    model = _tiny_model_with_varied_scores()
-    detect = predict_model(model, post=True)
+    detect = predict_model(_tiny_model_with_varied_scores(), post=True)
     images = np.random.default_rng(1).random((2, 64, 64, 3), dtype=np.float32)
     ref = detect(images).numpy()
     assert ref.shape == (2, 20, 6) and (ref[:, :, 0] > 0).sum() >= 10
+    assert np.all(np.diff(ref[:, :, 0], axis=1) <= 0)  # sorted by score
+    return detect, images, ref
 
+
+def test_onnx_parity_with_postprocess(detect_and_reference):
+    import onnxruntime as ort
+    import tf2onnx
+
+    detect, images, ref = detect_and_reference
     spec = (tf.TensorSpec([None, 64, 64, 3], tf.float32, name="images"),)
     onnx_model, _ = tf2onnx.convert.from_keras(detect, input_signature=spec, opset=17)
     sess = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
     out = sess.run(None, {sess.get_inputs()[0].name: images})[0]
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
+
+def test_tflite_parity_with_postprocess_builtin_ops_only(detect_and_reference):
+    detect, images, ref = detect_and_reference
     converter = tf.lite.TFLiteConverter.from_keras_model(detect)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no SELECT_TF_OPS needed
     interp = tf.lite.Interpreter(model_content=converter.convert())
@@ -175,3 +183,27 @@ def test_onnx_and_tflite_parity_with_postprocess(tmp_path):
     interp.invoke()
     out = interp.get_tensor(interp.get_output_details()[0]["index"])
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_dense_greedy_nms_matches_tf_reference_nms():
+    from utod.model.postprocess import greedy_nms_mask
+
+    rng = np.random.default_rng(3)
+    b, k = 3, 60
+    xy = rng.random((b, k, 2)) * 0.7
+    wh = 0.05 + rng.random((b, k, 2)) * 0.3
+    boxes = np.concatenate([xy, xy + wh], axis=-1).astype(np.float32)
+    scores = -np.sort(-rng.random((b, k)), axis=1).astype(np.float32)
+    classes = rng.integers(0, 3, (b, k)).astype(np.int32)
+    valid = scores > 0.2
+    keep = greedy_nms_mask(tf.constant(boxes), tf.constant(scores), tf.constant(classes), tf.constant(valid),
+                           0.45).numpy()
+    for i in range(b):
+        expected = np.zeros(k, bool)
+        for c in range(3):
+            idx = np.flatnonzero((classes[i] == c) & valid[i])
+            # tf.image NMS wants (y1, x1, y2, x2); IoU is symmetric in the axes
+            sel = tf.image.non_max_suppression(boxes[i, idx], scores[i, idx], len(idx), 0.45).numpy()
+            expected[idx[sel]] = True
+        np.testing.assert_array_equal(keep[i], expected)
+    assert 0 < keep.sum() < valid.sum()

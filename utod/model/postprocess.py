@@ -2,8 +2,9 @@
 
 Everything here is plain TensorFlow that runs eagerly, inside ``tf.function`` with a fixed
 input signature, and converts with tf2onnx (opset 17) and the TFLite converter using
-builtin ops only (NMS is ``NonMaxSuppressionV4``: ONNX ``NonMaxSuppression`` /
-TFLite ``NON_MAX_SUPPRESSION_V4``).
+builtin ops only. NMS is an exact greedy, class-aware, batched NMS written with dense ops
+and one ``tf.while_loop`` (no NonMaxSuppression op: one call for the whole batch, no
+per-image loop, identical in TF, ONNX Runtime and TFLite).
 
 Detections are float32 [B, K, 6] rows ``(score, class_id, cx, cy, w, h)`` with boxes
 normalised to the network input and clipped to [0, 1], sorted by score (descending),
@@ -18,8 +19,8 @@ from utod._keras import keras, tf
 from utod.boxes import RawParts, cxcywh_to_xyxy, decode_boxes, split_raw, xyxy_to_cxcywh
 
 SCORE_MODES = ("obj_quality_cls", "quality_cls", "obj_cls")
-PRE_NMS_TOPK = 1000
-"""Candidates (anchor x cell x class) kept per image before NMS."""
+PRE_NMS_TOPK = 300
+"""Candidates (anchor x cell x class) kept per image before NMS (NMS memory is B x K x K)."""
 
 
 def score_mode_for(cfg_or_model: Any) -> str:
@@ -66,6 +67,52 @@ def decode_predictions(raw, anchors_eff, num_anchors: int, num_classes: int, has
     return tf.reshape(boxes, [b, -1, 4]), tf.reshape(scores, [b, -1, scores.shape[-1]])
 
 
+def pairwise_iou(a, b) -> tf.Tensor:
+    """IoU of xyxy boxes a [B, K, 4] and b [B, M, 4] -> [B, K, M]."""
+    a = tf.expand_dims(a, 2)
+    b = tf.expand_dims(b, 1)
+    iw = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    ih = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / tf.maximum(area_a + area_b - inter, 1e-12)
+
+
+def greedy_nms_mask(boxes_xyxy, scores, classes, valid, iou_thresh: float) -> tf.Tensor:
+    """Exact greedy class-aware NMS on score-sorted candidates, batched and dense.
+
+    boxes_xyxy [B, K, 4], scores [B, K] sorted descending, classes int32 [B, K], valid bool
+    [B, K] -> keep bool [B, K]. Candidate i is kept iff it is valid and no kept candidate
+    j < i of the same class has IoU(i, j) > iou_thresh. The fixed point of
+    ``keep <- valid & ~any_j(keep_j & suppresses_ji)`` is that greedy result; it is reached
+    after at most K rounds (usually a handful), so it runs as a tf.while_loop of dense ops
+    (converts to ONNX Loop / TFLite WHILE).
+    """
+    k = tf.shape(scores)[1]
+    order = tf.range(k)
+    earlier = tf.expand_dims(order, 1) < tf.expand_dims(order, 0)  # [K, K]: row j before column i
+    same_class = tf.equal(tf.expand_dims(classes, 2), tf.expand_dims(classes, 1))  # [B, K, K]
+    overlaps = pairwise_iou(boxes_xyxy, boxes_xyxy) > iou_thresh
+    suppresses = tf.logical_and(tf.logical_and(overlaps, same_class), tf.expand_dims(earlier, 0))
+    suppresses = tf.cast(suppresses, tf.float32)  # [B, K(j), K(i)]
+    valid_f = tf.cast(valid, tf.float32)
+
+    def step(keep_f):
+        hits = tf.matmul(tf.expand_dims(keep_f, 1), suppresses)  # [B, 1, K]
+        return valid_f * tf.cast(tf.reshape(hits, tf.shape(keep_f)) < 0.5, tf.float32)
+
+    def cond(i, keep_f, changed):
+        return tf.logical_and(changed, i < k)
+
+    def body(i, keep_f, changed):
+        new = step(keep_f)
+        return i + 1, new, tf.reduce_any(tf.not_equal(new, keep_f))
+
+    _, keep_f, _ = tf.while_loop(cond, body, (tf.constant(0), valid_f, tf.constant(True)))
+    return keep_f > 0.5
+
+
 def nms_detections(boxes, scores, conf_thresh: float, iou_thresh: float, max_detections: int,
                    pre_nms_topk: int = PRE_NMS_TOPK) -> tuple[tf.Tensor, tf.Tensor]:
     """Class-aware NMS + top-k.
@@ -73,19 +120,19 @@ def nms_detections(boxes, scores, conf_thresh: float, iou_thresh: float, max_det
     boxes [B, N, 4] normalised cxcywh; scores [B, N, C] ->
     (detections float32 [B, max_detections, 6], num_valid int32 [B]).
 
-    Every (box, class) pair is a candidate. The best ``pre_nms_topk`` per image go through
-    one greedy NMS in which each (image, class) group is shifted to its own region of the
-    plane (x by class, y by image), so boxes of different classes or images never suppress
-    each other. Candidates scoring below ``conf_thresh`` are dropped.
+    Every (box, class) pair is a candidate; the best ``pre_nms_topk`` per image scoring at
+    least ``conf_thresh`` go through exact greedy NMS (:func:`greedy_nms_mask`; IoU of the
+    boxes clipped to [0, 1]), and the best ``max_detections`` survivors are returned.
     """
     boxes = tf.cast(boxes, tf.float32)
     scores = tf.cast(scores, tf.float32)
     num_classes = scores.shape[-1]
-    shape = tf.shape(scores)
-    b, n = shape[0], shape[1]
+    b = tf.shape(scores)[0]
     static_n = scores.shape[1]
-    total = static_n * num_classes if static_n is not None else n * num_classes
-    k_pre = min(pre_nms_topk, total) if isinstance(total, int) else tf.minimum(pre_nms_topk, total)
+    if static_n is not None:
+        k_pre = min(pre_nms_topk, static_n * num_classes)
+    else:
+        k_pre = tf.minimum(pre_nms_topk, tf.shape(scores)[1] * num_classes)
 
     xyxy = tf.clip_by_value(cxcywh_to_xyxy(boxes), 0.0, 1.0)  # [B, N, 4]
     flat_scores = tf.reshape(scores, [b, -1])  # [B, N*C], index = box * C + class
@@ -93,26 +140,7 @@ def nms_detections(boxes, scores, conf_thresh: float, iou_thresh: float, max_det
     box_idx = top_idx // num_classes
     cls_idx = top_idx - box_idx * num_classes
     cand = tf.gather(xyxy, box_idx, batch_dims=1)  # [B, K, 4]
-
-    kk = tf.shape(top_scores)[1]
-    cls_f = tf.cast(cls_idx, tf.float32)
-    img_f = tf.expand_dims(tf.cast(tf.range(b), tf.float32), -1) * tf.ones_like(cls_f)
-    shift = tf.stack([cls_f * 2.0, img_f * 2.0, cls_f * 2.0, img_f * 2.0], axis=-1)
-    # NonMaxSuppressionV4 boxes are (y1, x1, y2, x2); IoU is symmetric in x/y so order x/y swap is harmless.
-    nms_boxes = tf.reshape(cand + shift, [-1, 4])
-    nms_scores = tf.reshape(top_scores, [-1])
-    total_cand = b * kk
-    selected, num_selected = tf.raw_ops.NonMaxSuppressionV4(
-        boxes=nms_boxes, scores=nms_scores, max_output_size=total_cand,
-        iou_threshold=tf.constant(iou_thresh, tf.float32), score_threshold=tf.constant(float("-inf"), tf.float32),
-        pad_to_max_output_size=True,
-    )
-    # keep mask over the B*K candidates; padding rows scatter into an extra dummy slot
-    slot_valid = tf.range(tf.shape(selected)[0]) < num_selected
-    target = tf.where(slot_valid, selected, total_cand)
-    keep = tf.scatter_nd(tf.expand_dims(target, -1), tf.ones_like(target, tf.float32), [total_cand + 1])[:-1]
-    keep = tf.reshape(keep, [b, kk]) > 0.5
-    keep = tf.logical_and(keep, top_scores >= conf_thresh)
+    keep = greedy_nms_mask(cand, top_scores, cls_idx, top_scores >= conf_thresh, iou_thresh)
 
     masked = tf.where(keep, top_scores, tf.zeros_like(top_scores))
     k_out = min(max_detections, k_pre) if isinstance(k_pre, int) else tf.minimum(max_detections, k_pre)
