@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write", type=Path, help="also write the markdown table to this file")
     args = ap.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     rows = []
     for width in args.widths:
         cfg = reference_config(width)
@@ -119,8 +120,13 @@ def main(argv: list[str] | None = None) -> None:
         "MACs count every convolution (one multiply-add per kernel tap per output value); FLOPs = 2 x MACs. "
         "BN, activations, pooling and the ESE gate are not counted.",
         f"Latency: median of {args.runs} batch-1 forward passes (raw map, no NMS) through a `tf.function`, "
-        f"TensorFlow {tf.__version__} on {os.cpu_count()} CPU cores ({cpu}); "
-        "measured with `.venv/bin/python bench/bench_model.py`.",
+        f"TensorFlow {tf.__version__} on {os.cpu_count()} CPU cores ({cpu}; 1-min load average "
+        f"{load_before:.1f} before / {os.getloadavg()[0]:.1f} after the run: other jobs inflate these numbers); "
+        "measured with `.venv/bin/python bench/bench_model.py`. At small widths this is dominated by TensorFlow's "
+        "per-call overhead (a few ms), not by arithmetic; the published 0.60-0.77 ms for N (W=64) is an "
+        "ONNX Runtime figure (see bench/bench_export.py for ORT / TFLite latency of exported models).",
+        "Published sizes for comparison (trainable): R (W=16) 0.13 M, Z (W=32) 0.51 M, N (W=64) 1.98 M and "
+        "0.22 GFLOPs, L (W=256) 30.92 M.",
     ]
     table = "\n".join(lines + notes)
     print()
