@@ -153,3 +153,21 @@ def test_config_round_trip_and_validation():
     with pytest.raises(ConfigError, match="class_names"):
         ModelConfig(num_classes=2, class_names=["a"])
     assert ModelConfig(anchors=EIGHT_ANCHORS).num_anchors == 8
+
+
+@pytest.mark.slow
+def test_reference_parameter_count_w256():
+    from utod.model.detector import build_model
+
+    model = build_model(reference_config(256))
+    assert model.count_params() == 31_050_824 + 16
+    assert trainable_count(model) == 30_966_344
+
+
+@pytest.mark.parametrize("stride,grid", [(4, 16), (16, 4)])
+def test_other_output_strides(stride, grid):
+    from utod._keras import tf
+    from utod.model.detector import build_model
+
+    model = build_model(ModelConfig(cnn_width=8, stride=stride))
+    assert tuple(model(tf.zeros([1, 64, 64, 3])).shape) == (1, grid, grid, 3 * 6)
