@@ -125,7 +125,7 @@ def test_simota_each_prediction_has_at_most_one_gt_and_lowest_cost_wins():
                   tf.constant([[0, 0, 0, -1]]), tf.constant(mask), 1)
     claimed = m.claimed.numpy()[0]  # [M, N]
     owner = m.owner.numpy()[0]
-    cost = m.cost.numpy()[0]  # [N, M]
+    cost = m.cost.numpy()[0].T  # [N, M]
     assert claimed[3].sum() == 0  # padding claims nothing
     assert (claimed.sum(0) > 1).any(), "test needs at least one conflict"
     for n in range(h * w):

@@ -19,16 +19,19 @@ from utod.boxes import grid_offsets
 from utod.components import Assignment
 
 
-def _first_argmax(x: tf.Tensor) -> tf.Tensor:
-    """Index of the first maximum along the last axis (int32); ``tf.argmax`` leaves ties unspecified."""
-    size = tf.shape(x)[-1]
-    best = tf.reduce_max(x, axis=-1, keepdims=True)
-    idx = tf.where(x >= best, tf.range(size), size)
-    return tf.minimum(tf.reduce_min(idx, axis=-1), size - 1)
+def _first_argmax(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+    """Index of the first maximum along ``axis`` (int32); ``tf.argmax`` leaves ties unspecified."""
+    rank = len(x.shape)
+    axis = axis % rank
+    size = tf.shape(x)[axis]
+    best = tf.reduce_max(x, axis=axis, keepdims=True)
+    positions = tf.reshape(tf.range(size), [size if d == axis else 1 for d in range(rank)])
+    idx = tf.where(x >= best, positions, size)
+    return tf.minimum(tf.reduce_min(idx, axis=axis), size - 1)
 
 
-def _first_argmin(x: tf.Tensor) -> tf.Tensor:
-    return _first_argmax(-x)
+def _first_argmin(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+    return _first_argmax(-x, axis)
 
 
 def _batch_index(batch: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
@@ -123,9 +126,9 @@ def _finite(x: tf.Tensor, posinf: float) -> tf.Tensor:
 class SimOTAMatch(NamedTuple):
     """Intermediate SimOTA results (predictions flattened to ``n = a*H*W + j*W + i``).
 
-    candidate:  bool    [B, N, M] prediction n lies in GT m's candidate region (real GTs only).
-    iou:        float32 [B, N, M] pairwise IoU (spec §2.2).
-    cost:       float32 [B, N, M] matching cost (penalty included).
+    candidate:  bool    [B, M, N] prediction n lies in GT m's candidate region (real GTs only).
+    iou:        float32 [B, M, N] pairwise IoU (spec §2.2).
+    cost:       float32 [B, M, N] matching cost (penalty included).
     dynamic_k:  int32   [B, M]    number of predictions each GT asks for.
     claimed:    bool    [B, M, N] GT m took prediction n (before conflict resolution).
     owner:      int32   [B, N]    GT that finally owns prediction n, -1 for negatives.
@@ -143,7 +146,7 @@ class SimOTAAssigner:
     """SimOTA dynamic-k matching as in YOLOX, on the single UltraTinyOD grid.
 
     Per image, for the ``N = A*H*W`` predictions and ``M`` (padded) GTs, as one batched
-    [B, N, M] computation:
+    [B, M, N] computation (GT-major):
 
     1. Candidate region (centre prior): the cell centre ``((i+0.5)/W, (j+0.5)/H)`` of a
        prediction lies strictly inside the GT box, **or** within ``center_radius`` cells of the
@@ -184,7 +187,7 @@ class SimOTAAssigner:
         """The matching itself, on predictions flattened to ``n = a*H*W + j*W + i``.
 
         ``pred_boxes`` [B, A, H, W, 4] decoded cxcywh, ``cls_logits`` [B, A, H, W, C];
-        GT tensors as in the hook contract. See :class:`SimOTAMatch` for the outputs.
+        GT tensors as in the hook contract. See :class:`SimOTAMatch` for the outputs (GT-major).
         """
         shape = tf.shape(pred_boxes)
         batch, n_anchor, height, width = shape[0], shape[1], shape[2], shape[3]
@@ -196,19 +199,21 @@ class SimOTAAssigner:
         mask = tf.cast(gt_mask, tf.bool)
         labels = tf.cast(gt_labels, tf.int32)
 
-        iou = pairwise_iou(preds[:, :, None, :], gt[:, None, :, :])  # [B, N, M]
+        # Everything is GT-major [B, M, N]: no transposes (grappler would turn a transpose of a
+        # cast bool into a bool transpose, which oneDNN logs an error about on CPU).
+        iou = pairwise_iou(gt[:, :, None, :], preds[:, None, :, :])  # [B, M, N]
         iou = tf.where(tf.math.is_finite(iou), iou, 0.0)
 
         # Cell centres of every prediction, [N] in flattened (a, j, i) order.
         gx, gy = grid_offsets(height, width)
         wf, hf = tf.cast(width, tf.float32), tf.cast(height, tf.float32)
-        px = tf.tile(tf.reshape((gx + 0.5) / wf, [-1]), [n_anchor])[None, :, None]
-        py = tf.tile(tf.reshape((gy + 0.5) / hf, [-1]), [n_anchor])[None, :, None]
-        gcx, gcy = gt[:, None, :, 0], gt[:, None, :, 1]
-        gw, gh = gt[:, None, :, 2], gt[:, None, :, 3]
+        px = tf.tile(tf.reshape((gx + 0.5) / wf, [-1]), [n_anchor])[None, None, :]
+        py = tf.tile(tf.reshape((gy + 0.5) / hf, [-1]), [n_anchor])[None, None, :]
+        gcx, gcy = gt[:, :, None, 0], gt[:, :, None, 1]
+        gw, gh = gt[:, :, None, 2], gt[:, :, None, 3]
         in_box = (px > gcx - gw / 2) & (px < gcx + gw / 2) & (py > gcy - gh / 2) & (py < gcy + gh / 2)
         in_centre = (tf.abs(px - gcx) < self.center_radius / wf) & (tf.abs(py - gcy) < self.center_radius / hf)
-        candidate = (in_box | in_centre) & mask[:, None, :]  # [B, N, M]
+        candidate = (in_box | in_centre) & mask[:, :, None]  # [B, M, N]
         candidate_f = tf.cast(candidate, tf.float32)
 
         cost = self.iou_weight * -tf.math.log(iou + 1e-8)
@@ -216,29 +221,24 @@ class SimOTAAssigner:
             cls = tf.stop_gradient(tf.cast(cls_logits, tf.float32))
             cls = tf.reshape(cls, tf.stack([batch, n_pred, num_classes]))
             one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)  # [B, M, C]
-            cost += tf.einsum("bnc,bmc->bnm", tf.nn.softplus(-cls), one_hot)  # BCE(x, 1) = softplus(-x)
+            cost += tf.einsum("bnc,bmc->bmn", tf.nn.softplus(-cls), one_hot)  # BCE(x, 1) = softplus(-x)
         cost += self.PENALTY * (1.0 - candidate_f)
 
         k = tf.minimum(self.topk, n_pred)
-        cand_iou_t = tf.transpose(iou * candidate_f, [0, 2, 1])  # [B, M, N]
-        top_iou = tf.math.top_k(cand_iou_t, k=k, sorted=True).values
+        top_iou = tf.math.top_k(iou * candidate_f, k=k, sorted=True).values  # [B, M, k]
         dynamic_k = tf.clip_by_value(tf.cast(tf.floor(tf.reduce_sum(top_iou, axis=-1)), tf.int32), 1, k)
 
-        cost_t = tf.transpose(cost, [0, 2, 1])  # [B, M, N]
-        lowest = tf.math.top_k(-cost_t, k=k, sorted=True).indices  # [B, M, k], stable: lower n first
+        lowest = tf.math.top_k(-cost, k=k, sorted=True).indices  # [B, M, k], stable: lower n first
         take = tf.cast(tf.range(k)[None, None, :] < dynamic_k[..., None], tf.float32)
         bm = tf.stack([_batch_index(batch, n_gt), tf.tile(tf.range(n_gt)[None, :], tf.stack([batch, 1]))], -1)
         index = tf.concat([tf.tile(bm[:, :, None, :], tf.stack([1, 1, k, 1])), lowest[..., None]], axis=-1)
         chosen = tf.tensor_scatter_nd_max(
             tf.zeros(tf.stack([batch, n_gt, n_pred])), tf.reshape(index, [-1, 3]), tf.reshape(take, [-1])
         )
-        # (bool tensors are never transposed: oneDNN logs an error for bool transposes on CPU)
-        candidate_t = tf.transpose(candidate_f, [0, 2, 1]) > 0.5
-        claimed = (chosen > 0.5) & candidate_t  # [B, M, N]
+        claimed = (chosen > 0.5) & candidate  # [B, M, N]
 
         positive = tf.reduce_any(claimed, axis=1)  # [B, N]
-        owner_cost = tf.transpose(tf.where(claimed, cost_t, float("inf")), [0, 2, 1])  # [B, N, M]
-        owner = tf.where(positive, _first_argmin(owner_cost), -1)
+        owner = tf.where(positive, _first_argmin(tf.where(claimed, cost, float("inf")), axis=1), -1)
         return SimOTAMatch(candidate, iou, cost, dynamic_k, claimed, owner)
 
     def __call__(self, pred_boxes, cls_logits, obj_logits, gt_boxes, gt_labels, gt_mask, anchors,
@@ -259,7 +259,7 @@ class SimOTAAssigner:
                 value = pos_f
             else:
                 owner_one_hot = tf.one_hot(owner, tf.shape(gt_boxes)[1], dtype=tf.float32)  # [B, N, M]
-                value = tf.reduce_sum(m.iou * owner_one_hot, axis=-1) * pos_f
+                value = tf.einsum("bmn,bnm->bn", m.iou, owner_one_hot) * pos_f
             cls_targets = tf.one_hot(owner_label, num_classes, dtype=tf.float32) * value[..., None]
         else:
             cls_targets = tf.zeros(tf.stack([batch, n_pred, 0]))
