@@ -82,6 +82,13 @@ def test_e8_image_without_boxes(registry):
     _check(out, dict(box=0.0, obj=0.653703, cls=0.0, quality=0.0, total=0.653703))
 
 
+@pytest.mark.parametrize("assigner", ["legacy", "simota"])
+def test_batch_without_box_slots(registry, assigner):
+    loss = build_loss(registry, assigner=assigner, iou_loss="ciou", num_anchors=2, num_classes=1, has_quality=True)
+    out = loss(reference_raw(7), tf.zeros([1, 0, 4]), tf.zeros([1, 0], tf.int32), tf.zeros([1, 0], tf.bool), ANCHORS)
+    _check(out, dict(box=0.0, obj=0.653703, cls=0.0, quality=0.0, total=0.653703))
+
+
 def test_legacy_collision_full_loss(registry):
     loss = build_loss(registry, iou_loss="giou", num_anchors=2, num_classes=2, has_quality=False)
     out = loss(reference_raw(7), *gts([G0, (0.32, 0.62, 0.30, 0.45)], [0, 1]), ANCHORS)

@@ -93,6 +93,10 @@ class DetectionLoss:
         gt_boxes = tf.cast(gt_boxes, tf.float32)
         gt_labels = tf.cast(gt_labels, tf.int32)
         gt_mask = tf.cast(gt_mask, tf.bool)
+        if gt_boxes.shape.rank == 3 and gt_boxes.shape[1] == 0:  # no box slots at all: one padding slot
+            gt_boxes = tf.zeros(tf.stack([tf.shape(gt_boxes)[0], 1, 4]), tf.float32)
+            gt_labels = -tf.ones(tf.stack([tf.shape(gt_labels)[0], 1]), tf.int32)
+            gt_mask = tf.zeros(tf.stack([tf.shape(gt_mask)[0], 1]), tf.bool)
         parts = split_raw(raw, self.num_anchors, self.num_classes, self.has_quality)
         pred_boxes = decode_boxes(parts.box, anchors_eff)  # [B, A, H, W, 4], differentiable
 
