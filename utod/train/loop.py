@@ -233,7 +233,7 @@ class Trainer:
         start_epoch, skip_steps = self._restore()
         self.results.truncate_after(start_epoch)
         old_handlers = self._install_signal_handlers()
-        last_metrics: dict[str, Any] = {}
+        self.last_metrics: dict[str, Any] = {}
         self.log(f"Training {cfg.epochs} epochs x {self.steps_per_epoch} steps (batch {cfg.batch_size}) on "
                  f"{self.strategy.num_replicas_in_sync} replica(s); run folder {self.run_dir}")
         try:
@@ -250,7 +250,7 @@ class Trainer:
                 if self.val_data is not None and (ep % max(1, cfg.eval_interval) == 0 or ep == cfg.epochs):
                     metrics = self.evaluate()
                     row.update(metrics)
-                    last_metrics = metrics
+                    self.last_metrics = metrics
                 self._end_epoch(ep, row, metrics)
         except KeyboardInterrupt:
             self.stop_requested = True
@@ -263,7 +263,7 @@ class Trainer:
             self.log(f"Stopped. State saved to {path}; continue with: utod train --resume {self.run_dir}")
             raise KeyboardInterrupt
         self.log(f"Done. Best mAP@0.5 {max(0.0, float(self.best_map.numpy())):.5f}; outputs in {self.run_dir}")
-        return last_metrics
+        return self.last_metrics
 
     def _train_epoch(self, epoch: int, skip_steps: int) -> tuple[dict[str, float], float, float]:
         cfg = self.cfg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,8 +76,9 @@ def _resolve_anchors(cfg, train_items, class_ids) -> tuple[list[list[float]] | N
     return None, "default"
 
 
-def run_training(cli_given: dict[str, Any], config_file: str | None = None) -> dict[str, Any]:
-    """Resolve the run, build everything, train. Returns the final metrics."""
+def run_training(cli_given: dict[str, Any], config_file: str | None = None):
+    """Resolve the run, build everything, train. Returns the finished :class:`Trainer`
+    (``trainer.last_metrics`` holds the final validation metrics)."""
     resolved: ResolvedRun = resolve_config(cli_given, config_file)
     cfg = resolved.cfg
     run_dir = resolved.run_dir
@@ -131,6 +133,11 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None) -> d
     if not image_dir:
         raise DataError("--image-dir is required")
 
+    if not (cfg.names or cfg.num_classes or cfg.classes):
+        found = [Path(image_dir) / n for n in ("obj.names", "classes.txt") if (Path(image_dir) / n).is_file()]
+        if found:
+            cfg.names = str(found[0])
+            log(f"Class names from {found[0]} (pass --names, --num-classes or --classes to override)")
     keras.utils.set_random_seed(cfg.seed)
     classes = resolve_classes(cfg.classes, cfg.num_classes, cfg.names)
     class_ids = list(classes.class_ids)
@@ -179,7 +186,8 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None) -> d
         strategy=make_strategy(cfg.strategy), resuming=resolved.resuming, log=log,
     )
     del tf
-    return trainer.fit()
+    trainer.fit()
+    return trainer
 
 
 if __name__ == "__main__":  # pragma: no cover
