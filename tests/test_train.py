@@ -178,3 +178,16 @@ def test_mirrored_strategy_on_two_logical_cpus(shapes_dir, tmp_path):
     assert proc.returncode == 0, out
     assert "on 2 replica(s)" in out
     assert _rows(tmp_path / "mirror")[0]["epoch"] == "1"
+
+
+def test_distillation_from_a_wider_teacher(shapes_dir, tmp_path):
+    from utod.train.run import run_training
+
+    base = {"image_dir": str(shapes_dir), "epochs": 1, "img_size": "64x64", "batch_size": 8, "val_split": 0.0}
+    run_training({**base, "cnn_width": 16, "ckpt_out": str(tmp_path / "teacher")})
+    teacher = next((tmp_path / "teacher").glob("last_utod_0001_*.keras"))
+    student = run_training({**base, "cnn_width": 8, "ckpt_out": str(tmp_path / "student"),
+                            "teacher_ckpt": str(teacher), "distill_weight": 1.0, "feature_distill_weight": 0.5})
+    assert student.distill.trainable_variables  # 1x1 adapter 32 -> 64 channels, trained with the model
+    rows = _rows(tmp_path / "student")
+    assert float(rows[0]["train_distill"]) > 0

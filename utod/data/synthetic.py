@@ -3,11 +3,14 @@
 A deterministic (seeded), procedurally generated detection set written as real PNG files
 with YOLO labels and an ``obj.names`` file, all in one folder:
 
-* 800 images of 96 x 96 px, 3 classes: ``circle``, ``square``, ``triangle``;
-* 1-3 objects per image (about 6% background images), object sides 15-50% of the image
-  side, random colours and orientations (squares and triangles are rotated), light texture
-  noise inside objects, overlapping at most a little;
-* backgrounds: a random linear colour gradient plus Gaussian noise and a few faint lines.
+* 1000 images of 64 x 64 px, 3 classes: ``circle``, ``square``, ``triangle``;
+* 1-3 objects per image (about 6% background images), object sides 20-50% of the image
+  side, random colours clearly apart from the background, small rotations (up to 15
+  degrees), light texture noise inside objects, overlapping at most a little;
+* backgrounds: a gentle random linear colour gradient plus mild Gaussian noise.
+
+It is meant as a demo that a tiny model learns within minutes on a CPU (the quick start
+trains a width-16 model to mAP@0.5 well above 0.5), not as a benchmark.
 
 The labels are the exact bounding boxes of each drawn shape (computed from its own mask).
 It is generated in a temporary folder and renamed into place, so a partial dataset is never
@@ -26,10 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DATASET_NAME = "default-shapes-v1"
+DATASET_NAME = "default-shapes-v2"
 CLASS_NAMES = ("circle", "square", "triangle")
-NUM_IMAGES = 800
-IMAGE_SIZE = 96
+NUM_IMAGES = 1000
+IMAGE_SIZE = 64
 SEED = 20240501
 NAMES_FILE = "obj.names"
 _DONE_MARK = ".complete"
@@ -43,17 +46,14 @@ def default_dataset_root() -> Path:
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """float32 [S, S, 3] in 0..255: gradient + noise + faint lines."""
-    c0, c1 = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
+    """float32 [S, S, 3] in 0..255: a gentle gradient plus mild noise."""
+    c0 = rng.uniform(20, 235, 3)
+    c1 = np.clip(c0 + rng.uniform(-40, 40, 3), 0, 255)
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
     t = np.clip((np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) + 0.5, 0, 1)[..., None]
     img = c0 * (1 - t) + c1 * t
-    img += rng.normal(0, rng.uniform(3, 12), img.shape)
-    for _ in range(int(rng.integers(0, 4))):
-        p1 = tuple(int(v) for v in rng.integers(0, size, 2))
-        p2 = tuple(int(v) for v in rng.integers(0, size, 2))
-        cv2.line(img, p1, p2, tuple(float(v) for v in rng.uniform(0, 255, 3)), 1)
+    img += rng.normal(0, rng.uniform(2, 6), img.shape)
     return img.astype(np.float32)
 
 
@@ -66,10 +66,10 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int, side: float, cx: 
         return mask
     if cls == 1:
         pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32) * (r / np.sqrt(2) * 1.25)
-        angle = rng.uniform(0, np.pi / 2)
+        angle = rng.uniform(-np.pi / 12, np.pi / 12)
     else:
         pts = np.array([[0, -1], [np.sin(2 * np.pi / 3), 0.5], [-np.sin(2 * np.pi / 3), 0.5]], np.float32) * r
-        angle = rng.uniform(0, 2 * np.pi)
+        angle = rng.uniform(-np.pi / 12, np.pi / 12)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
     poly = pts @ rot.T + np.array([cx, cy], np.float32)
     cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_8, 4)
@@ -94,7 +94,7 @@ def _render(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple
     for _ in range(n_obj):
         for _try in range(20):
             cls = int(rng.integers(0, len(CLASS_NAMES)))
-            side = rng.uniform(0.15, 0.5) * size
+            side = rng.uniform(0.2, 0.5) * size
             cx = rng.uniform(side / 2, size - side / 2)
             cy = rng.uniform(side / 2, size - side / 2)
             if all(np.hypot(cx - px, cy - py) > 0.6 * (side + ps) for px, py, ps in placed):

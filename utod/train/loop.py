@@ -82,7 +82,6 @@ class Trainer:
             if cfg.use_amp:
                 opt = keras.mixed_precision.LossScaleOptimizer(opt)
             self.optimizer = opt
-            self.optimizer.build(self.model.trainable_variables)
             self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
             self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map50")
@@ -99,15 +98,21 @@ class Trainer:
         self.teacher = None
         self.distill = None
         if cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0):
-            from utod.distill import DistillLoss
+            from utod.distill import DistillLoss, check_teacher_compatible
             from utod.model.io import load_checkpoint
 
-            self.teacher, _ = load_checkpoint(cfg.teacher_ckpt, registry)
-            self.teacher.trainable = False
-            self.distill = DistillLoss(cfg.distill_weight, cfg.feature_distill_weight)
+            with strategy.scope():
+                self.teacher, _ = load_checkpoint(cfg.teacher_ckpt, registry)
+                self.teacher.trainable = False
+                check_teacher_compatible(self.model, self.teacher)
+                self.distill = DistillLoss(cfg.distill_weight, cfg.feature_distill_weight,
+                                           student_channels=4 * model_cfg.cnn_width,
+                                           teacher_channels=4 * self.teacher.config.cnn_width)
             log(f"Distilling from {cfg.teacher_ckpt} (logit weight {cfg.distill_weight}, "
                 f"feature weight {cfg.feature_distill_weight})")
 
+        with strategy.scope():  # slots for every trained variable (model + distillation adapter)
+            self.optimizer.build(self._trainable_variables())
         ckpt_items: dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch_var,
                                           step_in_epoch=self.step_in_epoch, best_map=self.best_map)
         if self.ema is not None:

@@ -141,7 +141,8 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     keras.utils.set_random_seed(cfg.seed)
     classes = resolve_classes(cfg.classes, cfg.num_classes, cfg.names)
     class_ids = list(classes.class_ids)
-    scan = scan_dataset(image_dir, class_ids=class_ids, num_classes=len(class_ids), log=log)
+    scan = scan_dataset(image_dir, class_ids=class_ids if classes.subset else None, num_classes=len(class_ids),
+                        log=log)
     log(scan.summary.format())
     if scan.issues:
         (run_dir / "data_issues.txt").write_text("\n".join(scan.issues) + "\n", encoding="utf-8")
