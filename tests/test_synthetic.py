@@ -43,4 +43,4 @@ def test_default_location_uses_cache_env(tmp_path: Path, monkeypatch):
     from utod.data.synthetic import default_dataset_root
 
     monkeypatch.setenv("UTOD_CACHE_DIR", str(tmp_path))
-    assert default_dataset_root() == tmp_path / "default-shapes-v1"
+    assert default_dataset_root() == tmp_path / "default-shapes-v2"

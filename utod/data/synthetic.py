@@ -39,7 +39,7 @@ _DONE_MARK = ".complete"
 
 
 def default_dataset_root() -> Path:
-    """``$UTOD_CACHE_DIR/default-shapes-v1`` or ``~/.cache/utod/default-shapes-v1``."""
+    """``$UTOD_CACHE_DIR/default-shapes-v2`` or ``~/.cache/utod/default-shapes-v2``."""
     env = os.environ.get("UTOD_CACHE_DIR")
     base = Path(env).expanduser() if env else Path.home() / ".cache" / "utod"
     return base / DATASET_NAME
