@@ -17,26 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
-
-
-def make_dataset(root: Path, n: int, size: int = 320, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img = np.full((size, size, 3), rng.integers(0, 255, 3), np.uint8)
-        img = cv2.add(img, rng.integers(0, 40, (size, size, 3), dtype=np.uint8))
-        lines = []
-        for _ in range(int(rng.integers(1, 4))):
-            w, h = rng.uniform(0.08, 0.5, 2)
-            cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
-            x1, y1 = int((cx - w / 2) * size), int((cy - h / 2) * size)
-            x2, y2 = int((cx + w / 2) * size), int((cy + h / 2) * size)
-            cv2.rectangle(img, (x1, y1), (x2, y2), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)
-            lines.append(f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
-        cv2.imwrite(str(root / f"img{i:05d}.jpg"), img)
-        (root / f"img{i:05d}.txt").write_text("\n".join(lines) + "\n")
+from bench_pipeline import make_images  # same folder: run as `python bench/bench_train.py`
 
 
 def main() -> None:
@@ -53,11 +35,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         t0 = time.perf_counter()
-        make_dataset(data, args.images)
+        data.mkdir()
+        make_images(data, args.images, size=320)
         print(f"dataset: {args.images} JPEGs 320x320 written in {time.perf_counter() - t0:.1f}s")
         flags = {
             "image_dir": str(data), "img_size": "64x64", "batch_size": args.batch_size, "epochs": args.epochs,
-            "lr": 0.0003, "weight_decay": 0.0001, "classes": "0", "cnn_width": args.width, "auto_anchors": True,
+            "lr": 0.0003, "weight_decay": 0.0001, "num_classes": 3, "cnn_width": args.width, "auto_anchors": True,
             "num_anchors": 8, "iou_loss": "ciou", "conf_thresh": 0.15, "use_ema": True, "ema_decay": 0.9999,
             "grad_clip_norm": 10.0, "use_batchnorm": True, "utod_residual": True, "use_improved_head": True,
             "use_iou_aware_head": True, "use_head_ese": True, "activation": "relu", "utod_large_obj_branch": True,
