@@ -40,7 +40,7 @@ def main() -> None:
         print(f"dataset: {args.images} JPEGs 320x320 written in {time.perf_counter() - t0:.1f}s")
         flags = {
             "image_dir": str(data), "img_size": "64x64", "batch_size": args.batch_size, "epochs": args.epochs,
-            "lr": 0.0003, "weight_decay": 0.0001, "num_classes": 3, "cnn_width": args.width, "auto_anchors": True,
+            "lr": 0.0003, "weight_decay": 0.0001, "classes": "0", "cnn_width": args.width, "auto_anchors": True,
             "num_anchors": 8, "iou_loss": "ciou", "conf_thresh": 0.15, "use_ema": True, "ema_decay": 0.9999,
             "grad_clip_norm": 10.0, "use_batchnorm": True, "utod_residual": True, "use_improved_head": True,
             "use_iou_aware_head": True, "use_head_ese": True, "activation": "relu", "utod_large_obj_branch": True,
