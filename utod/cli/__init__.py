@@ -34,13 +34,7 @@ def cli() -> None:
 
 
 for _module, _attr in _COMMANDS:
-    try:
-        _mod = importlib.import_module(f"utod.cli.{_module}")
-    except ModuleNotFoundError as _exc:  # command not written yet in this checkout
-        if _exc.name != f"utod.cli.{_module}":
-            raise
-        continue
-    cli.add_command(getattr(_mod, _attr))
+    cli.add_command(getattr(importlib.import_module(f"utod.cli.{_module}"), _attr))
 
 
 def main(argv: list[str] | None = None) -> None:
