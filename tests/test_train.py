@@ -191,3 +191,17 @@ def test_distillation_from_a_wider_teacher(shapes_dir, tmp_path):
     assert student.distill.trainable_variables  # 1x1 adapter 32 -> 64 channels, trained with the model
     rows = _rows(tmp_path / "student")
     assert float(rows[0]["train_distill"]) > 0
+
+
+@pytest.mark.parametrize("switch", ["use_amp", "use_xla"])
+def test_mixed_precision_and_xla_switches_train(shapes_dir, tmp_path, switch):
+    from utod._keras import keras
+    from utod.train.run import run_training
+
+    trainer = run_training({"image_dir": str(shapes_dir), "epochs": 1, "img_size": "64x64", "cnn_width": 8,
+                            "batch_size": 8, "val_split": 0.0, "ckpt_out": str(tmp_path / switch), switch: True})
+    assert trainer._train_step.experimental_get_tracing_count() == 1
+    assert keras.mixed_precision.global_policy().name == "float32"  # not leaked
+    if switch == "use_amp":
+        assert trainer.model.compute_dtype == "float16"
+    assert list((tmp_path / switch).glob("last_utod_0001_*.keras"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,7 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     cfg = resolved.cfg
     run_dir = resolved.run_dir
     _configure_devices(cfg.strategy)
-    from utod._keras import keras, tf
+    from utod._keras import keras
     from utod.data.augment import build_augmenter, load_aug_config
     from utod.data.classes import resolve_classes
     from utod.data.dataset import scan_dataset
@@ -181,15 +180,14 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
 
     from utod.train.loop import Trainer
 
-    trainer = Trainer(
-        cfg=cfg, run_dir=run_dir, registry=registry, model_cfg=model_cfg, train_items=train_items,
-        val_items=val_items, aug_ops=aug_ops, loss_opts=loss_opts, plugins=used,
-        strategy=make_strategy(cfg.strategy), resuming=resolved.resuming, log=log,
-    )
-    del tf
-    trainer.fit()
+    try:
+        trainer = Trainer(
+            cfg=cfg, run_dir=run_dir, registry=registry, model_cfg=model_cfg, train_items=train_items,
+            val_items=val_items, aug_ops=aug_ops, loss_opts=loss_opts, plugins=used,
+            strategy=make_strategy(cfg.strategy), resuming=resolved.resuming, log=log,
+        )
+        trainer.fit()
+    finally:
+        if cfg.use_amp:  # the policy is process-wide: do not leak it into later work
+            keras.mixed_precision.set_global_policy("float32")
     return trainer
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `utod train`")
