@@ -171,3 +171,20 @@ def test_other_output_strides(stride, grid):
 
     model = build_model(ModelConfig(cnn_width=8, stride=stride))
     assert tuple(model(tf.zeros([1, 64, 64, 3])).shape) == (1, grid, grid, 3 * 6)
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (5, 7), (6, 3)])
+def test_large_object_upsampling_is_nearest(h, w):
+    """The head upsamples the stride-2 branch by repetition (XLA-friendly). That is nearest
+    resizing in PyTorch's legacy convention, src = floor(dst * in / out), the original's
+    F.interpolate(nearest); for even sizes it also equals tf.image.resize(nearest)."""
+    from utod._keras import tf
+
+    hi, wi = (h + 1) // 2, (w + 1) // 2
+    y = tf.random.uniform([2, hi, wi, 3])
+    rep = tf.repeat(tf.repeat(y, 2, axis=1), 2, axis=2)[:, :h, :w].numpy()
+    rows = (np.arange(h) * hi) // h
+    cols = (np.arange(w) * wi) // w
+    np.testing.assert_array_equal(rep, y.numpy()[:, rows][:, :, cols])
+    if h % 2 == 0 and w % 2 == 0:
+        np.testing.assert_array_equal(rep, tf.image.resize(y, (h, w), method="nearest").numpy())

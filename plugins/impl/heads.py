@@ -113,7 +113,9 @@ class UltraTinyODHead(keras.layers.Layer):
         if self.large_obj_branch:
             y = self.lob_pw(self.lob_down(x, training=training), training=training)
             y = self._run(self.lob_blocks, y, training)
-            y = tf.image.resize(y, (h, w), method="nearest")
+            # nearest 2x upsampling back to (h, w): identical to tf.image.resize(nearest) for the
+            # stride-2 "same" input size ceil(h/2), and (unlike ResizeNearestNeighborGrad) XLA-compilable
+            y = tf.repeat(tf.repeat(y, 2, axis=1), 2, axis=2)[:, :h, :w]
             x = x + self.lob_fuse(y, training=training)
         if self.ese is not None:
             x = self.ese(x)
