@@ -283,7 +283,6 @@ class Trainer:
         n = 0
         step_idx = skip_steps
         progress = Progress(self.steps_per_epoch, epoch + 1, cfg.epochs)
-        progress.total = self.steps_per_epoch
         t0 = time.perf_counter()
         images = 0
         for batch in dist:
@@ -297,7 +296,7 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"non-finite loss at step {global_step} (epoch {epoch + 1}, batch {step_idx}): "
                     + ", ".join(f"{k}={v}" for k, v in vals.items())
-                    + f". The update was skipped and training stopped. Last good train state: {last}; "
+                    + f". Training stopped; nothing from this step was saved. Last good train state: {last}; "
                       f"try a lower --lr or --grad-clip-norm, then --resume {self.run_dir}"
                 )
             for k, v in vals.items():
