@@ -6,11 +6,19 @@ bias. Without BN the seed keeps ``use_bias=False``; utod instead gives those con
 bias (zero-initialised), since otherwise they would have no offset at all. The reference
 parameter counts in spec/model.md are all with BN, where both choices agree.
 
-Depthwise kernels use He-normal with the fan-in of ONE depthwise filter (k*k). Keras'
-``he_normal`` on a DepthwiseConv2D kernel [k, k, C, 1] counts k*k*C, which shrinks every
-depthwise output by sqrt(C); without BN the signal then vanishes through the backbone
-(std ~1e-5 after block4 at width 8). With BN the choice makes no difference after the first
-batch statistics.
+Depthwise kernel initialisation depends on BN:
+
+* with BN: Keras ``he_normal`` on the DepthwiseConv2D kernel [k, k, C, 1], i.e. std
+  sqrt(2 / (k*k*C)) -- the same scale as the PyTorch original (kaiming fan_out of a
+  [C, 1, k, k] depthwise weight counts C*k*k). The forward pass does not care (BN divides
+  the scale out), but the *training speed* does: a kernel followed by BN is scale-invariant,
+  so an Adam step of roughly ``lr`` per element changes it by ``lr / std`` relatively. The
+  k*k fan-in below makes depthwise kernels sqrt(C) (4-11x at widths 16-128) larger, which
+  cut the effective learning rate of every depthwise layer by that factor and made BN models
+  learn far slower than without BN (tests/test_training_quality.py).
+* without BN: He-normal with the fan-in of ONE depthwise filter (k*k)
+  (``DepthwiseHeNormal``). With k*k*C every depthwise output shrinks by sqrt(C) and the
+  signal vanishes through the backbone (std ~1e-5 after block4 at width 8).
 """
 
 from __future__ import annotations
@@ -47,6 +55,12 @@ class DepthwiseHeNormal(keras.initializers.Initializer):
 
     def get_config(self) -> dict[str, Any]:
         return {"seed": self.seed}
+
+
+def depthwise_initializer(use_batchnorm: bool):
+    """Kernel initialiser of a depthwise conv: ``he_normal`` (fan-in k*k*C) before BN,
+    ``DepthwiseHeNormal`` (fan-in k*k) without BN (see the module docstring)."""
+    return "he_normal" if use_batchnorm else DepthwiseHeNormal()
 
 
 def batch_norm(name: str | None = None) -> keras.layers.BatchNormalization:
@@ -100,7 +114,8 @@ class DepthwiseBNAct(_Block):
         self.kernel_size, self.strides, self.dilation_rate = int(kernel_size), int(strides), int(dilation_rate)
         self.dw = keras.layers.DepthwiseConv2D(
             self.kernel_size, strides=self.strides, dilation_rate=self.dilation_rate, padding="same",
-            use_bias=not self.use_batchnorm, depthwise_initializer=DepthwiseHeNormal(), name="dw",
+            use_bias=not self.use_batchnorm, depthwise_initializer=depthwise_initializer(self.use_batchnorm),
+            name="dw",
         )
         self.bn = batch_norm("bn") if self.use_batchnorm else None
 
