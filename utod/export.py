@@ -132,12 +132,16 @@ def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nch
     _check_batch(batch)
     if not 7 <= opset <= 21:
         raise ConfigError(f"--opset must be between 7 and 21, got {opset}")
+    if simplify:
+        _onnxslim()  # fail before the conversion when the simplifier is missing
     info = info_from_model(model, output="detections" if post else "raw", input_layout="nchw" if nchw else "nhwc",
                            conf_thresh=conf_thresh, nms_iou=nms_iou, max_detections=max_detections)
     fn = serving_function(model, info, batch)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=opset)
     if simplify:
+        before = len(proto.graph.node)
         proto = _simplify(proto)
+        info.extra["simplified"] = f"onnxslim {_onnxslim().__version__}: {before} -> {len(proto.graph.node)} nodes"
     set_onnx_metadata(proto, info.to_metadata())
     output = str(output)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -145,12 +149,32 @@ def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nch
     return info
 
 
-def _simplify(proto: Any) -> Any:
+def _onnxslim() -> Any:
+    """The ``onnxslim`` module, or a ConfigError saying how to install it."""
     try:
         import onnxslim
     except ImportError:
-        raise ConfigError("--simplify needs onnxslim: pip install 'utod[slim]' (or pip install onnxslim)") from None
-    return onnxslim.slim(proto)
+        raise ConfigError("--simplify needs onnxslim, which is not installed: "
+                          "pip install 'utod[slim]' (or pip install onnxslim)") from None
+    return onnxslim
+
+
+def _simplify(proto: Any) -> Any:
+    """onnxslim (constant folding, dead-node removal, op fusion) on an ONNX ModelProto. The
+    metadata is written afterwards; parity with Keras is checked on the simplified file."""
+    slim = _onnxslim().slim
+    with quiet_fd2():
+        out = slim(proto)
+    if out is None:  # onnxslim returns None when it fails on a graph
+        raise ConfigError("onnxslim could not simplify this graph; export without --simplify")
+    return out
+
+
+def onnx_node_count(path: str | os.PathLike) -> int:
+    """Nodes of the main graph of an ONNX file (subgraphs of If/Loop not counted)."""
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def set_onnx_metadata(proto: Any, props: dict[str, str]) -> None:
@@ -249,6 +273,45 @@ def _convert_tflite(model: Any, info: ModelInfo, batch: int, *, builtin_only: bo
             warnings.simplefilter("ignore")
             tf.lite.Interpreter(model_content=content).allocate_tensors()
     return content
+
+
+# ---------------------------------------------------------------------- int8 vs float
+@dataclass
+class QuantisationReport:
+    """mAP of the float (Keras) model and of its int8 export on the same labelled images,
+    decoded with the same ``conf_thresh`` and NMS (``*_result``: :func:`utod.metrics.evaluate_detections` dicts)."""
+
+    images: int
+    conf_thresh: float
+    float_result: dict[str, Any]
+    int8_result: dict[str, Any]
+    source: str = ""
+
+    @property
+    def map50_drop(self) -> float:
+        """float mAP@0.5 minus int8 mAP@0.5 (positive: int8 is worse)."""
+        return float(self.float_result["map50"] - self.int8_result["map50"])
+
+    def format(self) -> str:
+        where = f" ({self.source})" if self.source else ""
+        lines = [f"mAP on {self.images} images{where}, decode conf >= {self.conf_thresh:g}:"]
+        for label, res in (("float (Keras)", self.float_result), ("int8 (TFLite)", self.int8_result)):
+            lines.append(f"  {label:<14} mAP@0.5:0.95 {res['map']:.4f}  mAP@0.5 {res['map50']:.4f}")
+        lines.append(f"  int8 - float   mAP@0.5:0.95 {self.int8_result['map'] - self.float_result['map']:+.4f}  "
+                     f"mAP@0.5 {-self.map50_drop:+.4f}")
+        return "\n".join(lines)
+
+
+def compare_quantised(float_detector: Detector, int8_detector: Detector, items: Sequence[Any], *,
+                      conf_thresh: float = 0.001, source: str = "") -> QuantisationReport:
+    """Evaluate both detectors on ``items`` (labelled ``DatasetItem``s) with the same thresholds."""
+    from utod.inference import evaluate_detector
+
+    if not items:
+        raise ConfigError("no labelled images to compare the int8 model with the float one")
+    float_res = evaluate_detector(float_detector, items, conf_thresh=conf_thresh)
+    int8_res = evaluate_detector(int8_detector, items, conf_thresh=conf_thresh)
+    return QuantisationReport(len(items), float(conf_thresh), float_res, int8_res, source)
 
 
 # ---------------------------------------------------------------------- parity

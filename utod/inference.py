@@ -72,6 +72,16 @@ class ModelInfo:
     def num_anchors(self) -> int:
         return len(self.anchors)
 
+    @property
+    def has_postprocess(self) -> bool:
+        """True when the file outputs final detections (threshold, NMS IoU and K baked in)."""
+        return self.output == "detections"
+
+    def baked_in(self) -> str:
+        """One line naming the post-processing settings a "detections" model has baked in."""
+        return (f"conf >= {self.conf_thresh:g}, NMS IoU {self.nms_iou:g}, "
+                f"at most {self.max_detections} detections per image")
+
     def effective_anchors(self) -> np.ndarray:
         return np.asarray(self.anchors, np.float32) * np.asarray(self.wh_scale, np.float32)
 
@@ -264,11 +274,10 @@ class Detector:
         conf = self.info.conf_thresh if conf_thresh is None else float(conf_thresh)
         iou = self.info.nms_iou if iou_thresh is None else float(iou_thresh)
         images = np.asarray(images, np.float32)
-        if self.info.output == "detections":
+        if self.info.has_postprocess:
             if conf < self.info.conf_thresh - 1e-9 or abs(iou - self.info.nms_iou) > 1e-9:
-                _warn_once(self, f"warning: {self.path} has post-processing built in (conf >= "
-                                 f"{self.info.conf_thresh:g}, NMS IoU {self.info.nms_iou:g}); a lower "
-                                 f"conf threshold or another NMS IoU cannot be applied to it")
+                _warn_once(self, f"warning: {self.path} has post-processing built in ({self.info.baked_in()}); "
+                                 "a lower conf threshold or another NMS IoU cannot be applied to it")
             out = self.forward(images)
             return split_detections(out["detections"], out.get("num_detections"), conf)
         dets, num = decode_raw(self.raw(images), self.info, conf, iou)
@@ -523,18 +532,40 @@ def evaluate_detector(detector: Detector, items: Sequence[Any], *, conf_thresh: 
 
     ``conf_thresh`` / ``iou_thresh``: decode thresholds (default: the model's);
     ``eval_conf_thresh``: the threshold of the reported precision/recall.
+
+    A model with post-processing inside (``info.output == "detections"``) can only give what
+    it outputs: its baked-in threshold (or a higher ``conf_thresh``), its NMS IoU and top-K.
+    The mAP is then computed on those detections, which cuts the precision/recall curve at
+    the baked threshold (a lower mAP than the checkpoint's at 0.001 when it was exported
+    with a high ``--conf-thresh``). The result says which settings were used:
+    ``effective_conf_thresh``, ``effective_nms_iou`` and ``baked_conf_thresh`` /
+    ``baked_nms_iou`` / ``baked_max_detections`` (``None`` for raw-output models and Keras).
     """
     from utod.metrics import evaluate_detections
 
     info = detector.info
+    conf = info.conf_thresh if conf_thresh is None else float(conf_thresh)
+    iou = info.nms_iou if iou_thresh is None else float(iou_thresh)
+    if info.has_postprocess:  # what the file can give: nothing below its threshold, its own NMS
+        conf = max(conf, info.conf_thresh)
+        iou = info.nms_iou if iou_thresh is None else iou
     gts = []
     for it in items:
         labels, keep = contiguous_labels(it.labels, info)
         gts.append((np.asarray(it.boxes, np.float32).reshape(-1, 4)[keep], labels))
-    dets = detector.detect_files([it.image_path for it in items], conf_thresh, iou_thresh, batch_size)
-    return evaluate_detections(gts, dets, info.num_classes, img_size=info.img_size,
-                               conf_thresh=eval_conf_thresh, class_names=info.class_names,
-                               max_detections=max(100, info.max_detections))
+    dets = detector.detect_files([it.image_path for it in items], conf, iou, batch_size)
+    result = evaluate_detections(gts, dets, info.num_classes, img_size=info.img_size,
+                                 conf_thresh=eval_conf_thresh, class_names=info.class_names,
+                                 max_detections=max(100, info.max_detections))
+    baked = info.has_postprocess
+    result.update(
+        effective_conf_thresh=conf,
+        effective_nms_iou=info.nms_iou if baked else iou,
+        baked_conf_thresh=info.conf_thresh if baked else None,
+        baked_nms_iou=info.nms_iou if baked else None,
+        baked_max_detections=info.max_detections if baked else None,
+    )
+    return result
 
 
 def load_eval_items(image_dir: str, info: ModelInfo, *, split: str = "all", train_split: float = 0.8,

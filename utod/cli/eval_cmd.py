@@ -30,8 +30,14 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
     """COCO-style mAP@0.5:0.95, mAP@0.5, per-class AP and P/R (pycocotools COCOeval).
 
     Boxes are compared in model-input pixels. A .keras checkpoint and the .onnx/.tflite
-    exported from it give the same numbers (within rounding) on the same images; an export
-    with built-in post-processing can only use its baked-in threshold or a higher one.
+    exported from it give the same numbers (within rounding) on the same images.
+
+    \b
+    An export with built-in post-processing (the default `utod export`) has its conf
+    threshold, NMS IoU and top-K baked in: the mAP is computed on the detections the file
+    outputs (its baked threshold or a higher --conf-thresh), and the report says which
+    threshold that was. Export with --conf-thresh 0.001 (or --no-post) for files meant for
+    mAP evaluation; a higher baked threshold cuts the precision/recall curve short.
     """
     with user_errors():
         from utod.inference import evaluate_detector, load_detector, load_eval_items
@@ -56,4 +62,19 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
             click.echo(json.dumps(result, indent=2))
         else:
             click.echo(f"{model_path} ({detector.kind}) on {image_dir} [{split}]")
+            click.echo(decode_note(result, detector.info))
             click.echo(format_report(result))
+
+
+def decode_note(result: dict, info) -> str:
+    """Which decode settings the mAP was computed with; for a file with post-processing inside,
+    the settings it has baked in and what that means for the mAP."""
+    conf, iou = result["effective_conf_thresh"], result["effective_nms_iou"]
+    if not info.has_postprocess:
+        return f"decoded with conf >= {conf:g}, NMS IoU {iou:g}"
+    text = (f"built-in post-processing: {info.baked_in()} (baked into the file); the mAP is computed "
+            f"on the detections it outputs (conf >= {conf:g})")
+    if info.conf_thresh > 0.001 + 1e-12:
+        text += (f", so the precision/recall curve stops at score {info.conf_thresh:g} and the mAP is lower "
+                 "than the checkpoint's; export with --conf-thresh 0.001 (or --no-post) for mAP evaluation")
+    return text

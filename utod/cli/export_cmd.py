@@ -33,7 +33,8 @@ def default_output(checkpoint: str, fmt: str, post: bool, int8: bool) -> Path:
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension (overrides --batch).")
 @click.option("--conf-thresh", type=float, default=None,
-              help="Score threshold baked into the post-processing (default: the checkpoint's).")
+              help="Score threshold baked into the post-processing (default: the checkpoint's). "
+                   "Use --conf-thresh 0.001 for files meant for mAP evaluation.")
 @click.option("--iou-thresh", type=float, default=None, help="NMS IoU baked into the post-processing.")
 @click.option("--max-detections", type=int, default=None, help="K, rows of the detections output.")
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
@@ -63,11 +64,19 @@ def export(checkpoint, fmt, output, opset, nchw, no_post, batch, dynamic_batch, 
     in the file. A parity error (difference above tolerance) exits with code 1.
 
     \b
+    The post-processed export bakes in its conf threshold, NMS IoU and K: nothing
+    below the threshold can come out of the file. For files meant for mAP evaluation
+    (`utod eval`), export with --conf-thresh 0.001 (or --no-post); the checkpoint's
+    default threshold is meant for deployment and cuts the precision/recall curve.
+
+    \b
     int8 TFLite: calibrated on --calib-images images of --image-dir; its mAP is reported
     next to the float model's on the --split part of --image-dir (default: the trainer's
     validation split, ratios and seed read from the checkpoint).
     """
     with user_errors():
+        if simplify and fmt != "onnx":
+            raise UtodCliError("--simplify applies to --format onnx")
         if fmt == "onnx" and int8:
             raise UtodCliError("--int8 applies to --format tflite")
         if int8 and not image_dir:
@@ -86,8 +95,8 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
             skip_check) -> bool:
     import numpy as np
 
-    from utod.export import check_parity, export_onnx, export_tflite, synthetic_images
-    from utod.inference import KerasDetector, evaluate_detector, load_detector, load_eval_items
+    from utod.export import check_parity, compare_quantised, export_onnx, export_tflite, synthetic_images
+    from utod.inference import KerasDetector, load_detector, load_eval_items
     from utod.metrics import format_report
     from utod.model.io import load_checkpoint
 
@@ -115,6 +124,13 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     layout = "NCHW" if info.input_layout == "nchw" else "NHWC"
     click.echo(f"wrote {out} ({fmt}{' int8' if int8 else ''}, {info.output} output, input {layout} "
                f"{info.img_size[0]}x{info.img_size[1]}, batch {batch or 'dynamic'})")
+    if "simplified" in info.extra:
+        click.echo(f"simplified with {info.extra['simplified']}")
+    if info.has_postprocess:
+        click.echo(f"post-processing baked in: {info.baked_in()}")
+        if info.conf_thresh > 0.001 + 1e-12:
+            click.echo("note: detections below this threshold cannot come out of the file; for a file meant "
+                       "for mAP evaluation export with --conf-thresh 0.001")
     if skip_check:
         return True
 
@@ -128,13 +144,11 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     click.echo(report.format() + f" [{source}]" + (" (int8: difference reported, not checked)" if int8 else ""))
     if int8 and items:
         eval_items = load_eval_items(image_dir, keras_det.info, split=split, log=None, **split_cfg)
-        conf = min(0.001, keras_det.info.conf_thresh)
-        float_res = evaluate_detector(keras_det, eval_items, conf_thresh=conf)
-        int8_res = evaluate_detector(exported, eval_items, conf_thresh=conf)
-        click.echo(f"mAP on {len(eval_items)} images ({split} split of {image_dir}, decode conf >= {conf:g}):")
-        click.echo(f"  float (Keras) mAP@0.5:0.95 {float_res['map']:.4f}  mAP@0.5 {float_res['map50']:.4f}")
-        click.echo(f"  int8 (TFLite) mAP@0.5:0.95 {int8_res['map']:.4f}  mAP@0.5 {int8_res['map50']:.4f}")
-        click.echo(format_report(int8_res))
+        quant = compare_quantised(keras_det, exported, eval_items, conf_thresh=min(0.001, keras_det.info.conf_thresh),
+                                  source=f"{split} split of {image_dir}")
+        click.echo(quant.format())
+        click.echo("int8 model in detail:")
+        click.echo(format_report(quant.int8_result))
     if not report.ok:
         click.echo(f"Error: the exported model differs from the Keras model: {report.format()}", err=True)
     return report.ok
