@@ -167,3 +167,33 @@ def test_match_detections_counts_boundary_misses():
     moved = [(ref[0][0] + 0.01, ref[0][1], ref[0][2])]
     matched, total, _, boundary = match_detections(ref, moved)
     assert matched == 0 and total == 2 and boundary == 1  # only the lowest-scored one is a boundary miss
+
+
+def test_cli_export_simplify_keeps_parity_and_metadata(tiny):
+    from utod.export import export_onnx, onnx_node_count, read_onnx_metadata
+
+    model, ckpt, folder = tiny
+    plain, slim = folder / "plain.onnx", folder / "slim.onnx"
+    export_onnx(model, plain, post=True)
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--simplify", "-o", str(slim), "--check-images", "3"])
+    assert res.exit_code == 0, res.output
+    assert "simplified with onnxslim" in res.output
+    assert "-> OK" in res.output and "matched 0/" not in res.output  # parity checked after simplification
+    assert onnx_node_count(slim) <= onnx_node_count(plain)
+    props = read_onnx_metadata(slim)
+    assert json.loads(props["class_names"]) == ["cat", "dog"] and props["postprocess"] == "full"
+    assert "onnxslim" in json.loads(props["utod_info"])["extra"]["simplified"]
+
+
+def test_simplify_without_onnxslim_is_a_clear_error(tiny, monkeypatch, tmp_path):
+    import sys
+
+    _, ckpt, _ = tiny
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # `import onnxslim` now raises ImportError
+    out = tmp_path / "x.onnx"
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--simplify", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "--simplify needs onnxslim" in res.output and "pip install" in res.output
+    assert "Traceback" not in res.output and not out.exists()
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--simplify", "--format", "tflite"])
+    assert res.exit_code == 2 and "--simplify applies to --format onnx" in res.output

@@ -88,8 +88,9 @@ def draw(image_bgr: Any, rows: list[dict[str, Any]]) -> Any:
               help="Output folder for annotated images/videos and detections.json/.csv.")
 @click.option("--conf-thresh", type=float, default=None, help="Score threshold (default: the model's).")
 @click.option("--iou-thresh", type=float, default=None, help="NMS IoU (default: the model's).")
-@click.option("--camera", type=int, default=None, help="Read frames from camera N (OpenCV index).")
-@click.option("--max-frames", type=int, default=None, help="Stop a video/camera after N frames.")
+@click.option("--camera", type=int, default=None,
+              help="Read frames from camera N (OpenCV index); stop with --max-frames or Ctrl-C.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop a video/camera after N frames.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--no-draw", is_flag=True, help="Write only detections.json/.csv.")
 def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_frames, batch_size, no_draw):
@@ -97,7 +98,8 @@ def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_fr
 
     INPUTS are image files, folders (searched recursively) or video files. Annotated copies go
     to --out with detections.json and detections.csv (pixel x1,y1,x2,y2 in the original
-    image plus normalised cx,cy,w,h); videos become <name>_pred.mp4.
+    image plus normalised cx,cy,w,h); videos (and --camera) become <name>_pred.mp4 and one
+    record per frame (`frame` = 0-based frame number).
     """
     with user_errors():
         if not inputs and camera is None:
@@ -113,9 +115,9 @@ def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_fr
         records: list[dict[str, Any]] = []
         records += _predict_images(detector, images, out, conf_thresh, iou_thresh, batch_size, not no_draw)
         for v in videos:
-            records += _predict_stream(detector, v, out, conf_thresh, iou_thresh, max_frames)
+            records += _predict_stream(detector, v, out, conf_thresh, iou_thresh, max_frames, not no_draw)
         if camera is not None:
-            records += _predict_stream(detector, camera, out, conf_thresh, iou_thresh, max_frames)
+            records += _predict_stream(detector, camera, out, conf_thresh, iou_thresh, max_frames, not no_draw)
         _write_outputs(out, records, detector)
         n_det = sum(len(r["detections"]) for r in records)
         click.echo(f"{len(records)} images/frames, {n_det} detections -> {out}")
@@ -149,14 +151,32 @@ def _predict_images(detector, paths, out, conf, iou, batch_size, draw_boxes) -> 
     return records
 
 
-def _predict_stream(detector, source, out, conf, iou, max_frames) -> list[dict[str, Any]]:
-    """Video file path or camera index -> annotated ``<name>_pred.mp4`` + one record per frame."""
+def open_capture(source: str | int) -> Any:
+    """``cv2.VideoCapture`` of a video file or camera index; ``UtodCliError`` when it cannot be
+    opened (OpenCV's own backend warnings are kept off the terminal)."""
     import cv2
 
-    cap = cv2.VideoCapture(source)
+    from utod.inference import quiet_fd2
+
+    with quiet_fd2():  # V4L2/FFMPEG "can't open camera by index" warnings
+        cap = cv2.VideoCapture(source)
+        opened = cap.isOpened()
+    if not opened:
+        cap.release()
+        if isinstance(source, int):
+            raise UtodCliError(f"camera {source}: OpenCV cannot open camera index {source} "
+                               "(no such device, busy, or no permission)")
+        raise UtodCliError(f"{source}: OpenCV cannot open this video (unsupported codec or not a video)")
+    return cap
+
+
+def _predict_stream(detector, source, out, conf, iou, max_frames, draw_boxes=True) -> list[dict[str, Any]]:
+    """Video file path or camera index -> annotated ``<name>_pred.mp4`` (unless not
+    ``draw_boxes``) + one record per frame."""
+    import cv2
+
+    cap = open_capture(source)
     label = f"camera{source}" if isinstance(source, int) else str(source)
-    if not cap.isOpened():
-        raise UtodCliError(f"{label}: OpenCV cannot open this video/camera")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     stem = f"camera{source}" if isinstance(source, int) else Path(source).stem
     target = out / f"{stem}_pred.mp4"
@@ -174,10 +194,15 @@ def _predict_stream(detector, source, out, conf, iou, max_frames) -> list[dict[s
             h, w = frame.shape[:2]
             rows = detection_rows(dets, w, h, names)
             records.append({"image": label, "frame": frame_no, "width": w, "height": h, "detections": rows})
-            if writer is None:
-                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            writer.write(draw(frame, rows))
+            if draw_boxes:
+                if writer is None:
+                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    if not writer.isOpened():
+                        raise UtodCliError(f"{target}: OpenCV cannot write an mp4v video here")
+                writer.write(draw(frame, rows))
             frame_no += 1
+    except KeyboardInterrupt:  # Ctrl-C ends a camera stream; the frames so far are written
+        click.echo(f"{label}: stopped after {frame_no} frames", err=True)
     finally:
         cap.release()
         if writer is not None:
