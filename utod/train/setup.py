@@ -30,7 +30,9 @@ DEFAULT_DATA_SETTINGS: dict[str, Any] = {
     "batch_size": 16,
     "lr": 0.003,
     "activation": "relu",
-    "use_batchnorm": False,  # measured: at this tiny scale and step count BN learns objectness slower
+    # BN off keeps the demo simplest; since the depthwise-init fix (blocks.py) BN is no longer slower:
+    # 30 epochs with --use-batchnorm reached val mAP@0.5 0.60 (lr 3e-3; 0.56 with lr 1e-2), one run each.
+    "use_batchnorm": False,
     "auto_anchors": True,
     "num_anchors": 3,
     "exp_name": "default-shapes",
