@@ -7,7 +7,10 @@ Prints the median (and p90) of >= --runs runs after --warmup runs for: Keras for
 TFLite float with and without post-processing, and TFLite int8 (raw) with --int8.
 The original project reports 0.60-0.77 ms for this variant on a desktop CPU.
 
-    python bench/bench_export.py [--runs 300] [--int8] [--out DIR]
+    python bench/bench_export.py [--runs 300] [--int8] [--out DIR] [--markdown]
+
+The machine (CPU model, cores, library versions) and the load average before and after are
+printed too: timings taken on a busy machine are not comparable.
 """
 
 from __future__ import annotations
@@ -34,6 +37,36 @@ def timed(fn: Callable[[], object], runs: int, warmup: int) -> tuple[float, floa
     return statistics.median(times), times[int(0.9 * (len(times) - 1))]
 
 
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def versions() -> str:
+    import onnxruntime
+    import tf2onnx
+
+    from utod._keras import tf
+
+    return f"tensorflow {tf.__version__}, tf2onnx {tf2onnx.__version__}, onnxruntime {onnxruntime.__version__}"
+
+
 def n_model():
     from utod.model.config import ModelConfig
     from utod.model.detector import build_model
@@ -53,6 +86,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--int8", action="store_true", help="also export and time full-integer int8 TFLite")
     ap.add_argument("--out", default=None, help="folder for the exported files (default: a temp folder)")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = ap.parse_args()
     runs = max(args.runs, 200)
 
@@ -64,7 +98,9 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     model = n_model()
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
-    print(f"N model: {model.count_params():,} params (all), {trainable:,} trainable; cpu cores {os.cpu_count()}")
+    print(f"N model: {model.count_params():,} params (all), {trainable:,} trainable")
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {versions()}")
+    load_before = load_average()
     x = synthetic_images(_info(model), 1)
     rows: list[tuple[str, float, float]] = []
 
@@ -91,9 +127,16 @@ def main() -> None:
             rows.append((f"tflite {name} ({threads or 'default'} thread{'s' if threads != 1 else ''})",
                          *timed(lambda d=det: d._run(x), runs, args.warmup)))
 
-    print(f"\nbatch 1, 64x64, median / p90 of {runs} runs after {args.warmup} warm-up (ms):")
-    for label, med, p90 in rows:
-        print(f"  {label:<44} {med:8.3f}  {p90:8.3f}")
+    print(f"\nbatch 1, 64x64, median / p90 of {runs} runs after {args.warmup} warm-up (ms); "
+          f"load average (1/5/15 min) before {load_before}, after {load_average()}:")
+    if args.markdown:
+        print("\n| runtime | median ms | p90 ms |\n|---|---:|---:|")
+        for label, med, p90 in rows:
+            print(f"| {label} | {med:.3f} | {p90:.3f} |")
+        print()
+    else:
+        for label, med, p90 in rows:
+            print(f"  {label:<44} {med:8.3f}  {p90:8.3f}")
     print("reference: UltraTinyOD N (original PyTorch export) 0.60-0.77 ms on a desktop CPU")
     print(f"files in {out}")
 

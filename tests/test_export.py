@@ -197,3 +197,21 @@ def test_simplify_without_onnxslim_is_a_clear_error(tiny, monkeypatch, tmp_path)
     assert "Traceback" not in res.output and not out.exists()
     res = CliRunner().invoke(cli, ["export", str(ckpt), "--simplify", "--format", "tflite"])
     assert res.exit_code == 2 and "--simplify applies to --format onnx" in res.output
+
+
+def test_quantisation_report_lines_and_empty_items():
+    from utod.errors import ConfigError
+    from utod.export import QuantisationReport, compare_quantised
+
+    def res(m, m50):
+        return {"map": m, "map50": m50}
+
+    rep = QuantisationReport(12, 0.001, res(0.40, 0.80), res(0.35, 0.78), "val split of d")
+    lines = rep.format().splitlines()
+    assert lines[0] == "mAP on 12 images (val split of d), decode conf >= 0.001:"
+    assert "float (Keras)" in lines[1] and "0.4000" in lines[1] and "0.8000" in lines[1]
+    assert "int8 (TFLite)" in lines[2] and "0.3500" in lines[2] and "0.7800" in lines[2]
+    assert "-0.0500" in lines[3] and "-0.0200" in lines[3]
+    assert rep.map50_drop == pytest.approx(0.02)
+    with pytest.raises(ConfigError, match="no labelled images"):
+        compare_quantised(None, None, [])
