@@ -72,3 +72,19 @@ def test_inspect_onnx(ckpt, tmp_path):
 def test_inspect_missing_file(tmp_path):
     res = CliRunner().invoke(cli, ["inspect", str(tmp_path / "x.keras")])
     assert res.exit_code == 2 and "not found" in res.output and "Traceback" not in res.output
+
+
+def test_inspect_post_onnx_states_baked_postprocessing(ckpt, tmp_path):
+    from utod.export import export_onnx
+
+    model, _ = ckpt
+    path = tmp_path / "post.onnx"
+    export_onnx(model, path, post=True, conf_thresh=0.25, nms_iou=0.45, max_detections=7)
+    res = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "post-processing: baked in: conf >= 0.25, NMS IoU 0.45, at most 7 detections per image" in res.output
+    assert "--conf-thresh 0.001" in res.output
+    assert "producer: utod " in res.output
+    doc = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
+    assert doc["postprocessing"].startswith("baked in: conf >= 0.25")
+    assert doc["metadata"]["conf_thresh"] == "0.25"

@@ -184,7 +184,10 @@ def set_onnx_metadata(proto: Any, props: dict[str, str]) -> None:
         entry = existing.get(key) or proto.metadata_props.add()
         entry.key = key
         entry.value = value
+    from utod import __version__
+
     proto.producer_name = "utod"
+    proto.producer_version = f"{__version__} (tf2onnx)"
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -98,6 +98,7 @@ def onnx_report(path: str) -> dict[str, Any]:
         "outputs": [{"name": o.name, "shape": dims(o), "elem_type": onnx.TensorProto.DataType.Name(
             o.type.tensor_type.elem_type)} for o in proto.graph.output],
         "nodes": len(proto.graph.node),
+        "postprocessing": _postprocessing(props.get("utod_info")),
         "anchors": info.get("anchors"),
         "wh_scale": info.get("wh_scale"),
         "metadata": {k: v for k, v in props.items() if k != "utod_info"},
@@ -121,10 +122,24 @@ def tflite_report(path: str) -> dict[str, Any]:
         "format": "tflite",
         "inputs": [describe(d) for d in it.get_input_details()],
         "outputs": [describe(d) for d in it.get_output_details()],
+        "postprocessing": _postprocessing(det.info.to_json()),
         "anchors": info["anchors"],
         "wh_scale": info["wh_scale"],
         "metadata": info,
     }
+
+
+def _postprocessing(info_json: str | None) -> str | None:
+    """What an exported file does after the network: baked-in NMS settings, or raw output."""
+    if not info_json:
+        return None
+    from utod.inference import ModelInfo
+
+    info = ModelInfo.from_json(info_json)
+    if not info.has_postprocess:
+        return "none: raw map output, decoded and NMS'd outside the model"
+    return (f"baked in: {info.baked_in()} (detections below conf {info.conf_thresh:g} cannot come out; "
+            "export with --conf-thresh 0.001 for mAP evaluation)")
 
 
 def _matrix(rows: list[list[float]] | None) -> list[str]:
@@ -164,6 +179,8 @@ def render(report: dict[str, Any]) -> str:
             for t in report[key]:
                 lines.append(f"  {t['name']}: {t['shape']} {t.get('elem_type', t.get('dtype'))}"
                              + (f" quant {t['quantization']}" if t.get("quantization") else ""))
+        if report.get("postprocessing"):
+            lines.append(f"post-processing: {report['postprocessing']}")
         if report["format"] == "onnx":
             lines.append(f"opset: {report['opset']}   nodes: {report['nodes']}   producer: {report['producer']}")
             lines.append("metadata:")
