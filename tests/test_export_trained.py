@@ -60,14 +60,12 @@ def trained(tmp_path_factory):
     data = root / "data"
     write_squares(data, 64)
     epochs = 40
-    with pytest.MonkeyPatch.context() as mp:  # the per-epoch results.png costs ~1 s an epoch on 2 cores
-        mp.setattr("utod.train.loop.plot_results", lambda *a, **k: None)
-        run_training({
-            "image_dir": str(data), "names": str(data / "obj.names"), "img_size": "64x64", "cnn_width": 8,
-            "epochs": epochs, "batch_size": 8, "lr": 0.01, "warmup_epochs": 0.5, "no_aug": True,
-            "loss_weight_obj": 8.0, "anchors": "0.3,0.3;0.42,0.42", "val_split": 0.25, "eval_interval": epochs,
-            "ckpt_out": str(root / "run"), "log_interval": 1000,
-        })
+    run_training({
+        "image_dir": str(data), "names": str(data / "obj.names"), "img_size": "64x64", "cnn_width": 8,
+        "epochs": epochs, "batch_size": 8, "lr": 0.01, "warmup_epochs": 0.5, "no_aug": True,
+        "loss_weight_obj": 8.0, "anchors": "0.3,0.3;0.42,0.42", "val_split": 0.25, "eval_interval": epochs,
+        "ckpt_out": str(root / "run"), "log_interval": 1000,
+    })
     ckpt = sorted((root / "run").glob("best_utod_*.keras"))[-1]
     return ckpt, data, root
 
