@@ -56,6 +56,7 @@ def test_train_writes_the_run_folder_and_traces_once(shapes_dir, tmp_path):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert len(list(run.glob("last_utod_0002_map_*.keras"))) == 1
     assert list(run.glob("best_utod_*_map_*.keras"))
+    assert (run / "best.keras").is_file() and (run / "last.keras").is_file()
     rows = _rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(float(r["map50"]) >= 0 and r["val_loss"] != "" for r in rows)

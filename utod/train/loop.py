@@ -27,6 +27,7 @@ from utod.train.outputs import (
     checkpoint_name,
     plot_results,
     prune_checkpoints,
+    publish_alias,
 )
 from utod.train.schedule import WarmupCosine
 
@@ -364,11 +365,15 @@ class Trainer:
             "epoch": ep, "step": int(self.optimizer.iterations.numpy()), "metrics": metrics,
             "train_config": cfg.to_dict(), "plugins": self.plugins, "use_ema": bool(cfg.use_ema),
         }
-        save_checkpoint(self.run_dir / checkpoint_name("last", ep, map50), self.eval_model, extra)
+        last = self.run_dir / checkpoint_name("last", ep, map50)
+        save_checkpoint(last, self.eval_model, extra)
+        publish_alias(last, self.run_dir / "last.keras")
         prune_checkpoints(self.run_dir, "last", cfg.keep_checkpoints)
         if metrics and map50 > float(self.best_map.numpy()):
             self.best_map.assign(map50)
-            save_checkpoint(self.run_dir / checkpoint_name("best", ep, map50), self.eval_model, extra)
+            best = self.run_dir / checkpoint_name("best", ep, map50)
+            save_checkpoint(best, self.eval_model, extra)
+            publish_alias(best, self.run_dir / "best.keras")
             prune_checkpoints(self.run_dir, "best", cfg.keep_checkpoints)
             self.log(f"  new best mAP@0.5 {map50:.5f} -> {checkpoint_name('best', ep, map50)}")
         self.epoch_var.assign(ep)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,14 @@ def plot_results(csv_path: Path, png_path: Path) -> None:
 def checkpoint_name(kind: str, epoch: int, map50: float) -> str:
     """The seed's naming: ``best_utod_0042_map_0.31240.keras``."""
     return f"{kind}_utod_{epoch:04d}_map_{map50:.5f}.keras"
+
+
+def publish_alias(src: Path, alias: Path) -> None:
+    """Copy ``src`` to a stable name (``best.keras``, ``last.keras``) atomically, so scripts
+    and users need not know the epoch/mAP in the seed-style file names."""
+    tmp = alias.with_name(alias.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, alias)
 
 
 def prune_checkpoints(run_dir: Path, kind: str, keep: int) -> None:
