@@ -84,3 +84,12 @@ def test_read_label_file_reports_real_path_and_line(tmp_path):
     p.write_text("0 0.5 0.5 0.1 0.1\n\n0 0.5 0.5\n")
     out = read_label_file(str(p))
     assert out.issues[0].startswith(f"{p}:3: expected 5 fields")
+
+
+def test_label_file_with_utf8_bom_is_read(tmp_path):
+    from utod.data.labels import read_label_file
+
+    p = tmp_path / "a.txt"
+    p.write_bytes("\ufeff0 0.5 0.5 0.2 0.2\n".encode())
+    res = read_label_file(p)
+    assert len(res.boxes) == 1 and not res.issues

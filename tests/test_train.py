@@ -206,3 +206,20 @@ def test_mixed_precision_and_xla_switches_train(shapes_dir, tmp_path, switch):
     if switch == "use_amp":
         assert trainer.model.compute_dtype == "float16"
     assert list((tmp_path / switch).glob("last_utod_0001_*.keras"))
+
+
+def test_resume_refuses_to_change_the_network_or_data_stream(tmp_path):
+    from utod.config import TrainConfig, save_config
+    from utod.train.setup import resolve_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(TrainConfig(image_dir="/data", cnn_width=16, epochs=5), run / "config.yaml")
+    ok = resolve_config({"resume": str(run), "epochs": 9}, None)
+    assert (ok.cfg.epochs, ok.cfg.cnn_width, ok.resuming) == (9, 16, True)
+    with pytest.raises(ConfigError, match="cannot change --cnn-width"):
+        resolve_config({"resume": str(run), "cnn_width": 32}, None)
+    yaml_file = tmp_path / "more.yaml"
+    yaml_file.write_text("anchors: '0.1,0.1'\n")
+    with pytest.raises(ConfigError, match="cannot change --anchors"):
+        resolve_config({"resume": str(run)}, str(yaml_file))

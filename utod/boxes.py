@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import tensorflow as tf
+from utod._keras import tf
 
 
 class RawParts(NamedTuple):

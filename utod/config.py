@@ -150,12 +150,15 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-# Flags that fix the network or data layout: a resumed run must keep them.
+# Settings that fix the network, the resumable state or the data stream: a resumed run must
+# keep them (the train state and the per-(seed, epoch) augmentation depend on them).
 ARCHITECTURE_FIELDS = (
     "img_size", "cnn_width", "activation", "use_batchnorm", "utod_residual", "head", "head_opt",
     "use_improved_head", "use_iou_aware_head", "use_head_ese", "cls_bottleneck_ratio", "utod_large_obj_branch",
     "utod_large_obj_depth", "utod_large_obj_ch_scale", "classes", "num_classes", "names", "image_dir",
-    "train_split", "val_split", "seed", "batch_size",
+    "train_split", "val_split", "seed", "batch_size", "anchors", "auto_anchors", "num_anchors",
+    "auto_anchors_alg", "use_ema", "teacher_ckpt", "distill_weight", "feature_distill_weight", "resize_mode",
+    "aug_config", "no_aug", "max_boxes", "strategy",
 )
 
 

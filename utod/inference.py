@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from utod import __version__
+from utod.data.boxes_np import to_float
 from utod.errors import CheckpointError, ConfigError, DataError
 
 ImageDetections = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -195,7 +196,7 @@ class Preprocessor:
             raise ValueError(f"expected a uint8 RGB image, got {img.dtype}")
         if img.shape[:2] != self.img_size:
             img = self._resize(img, self.img_size)
-        return img.astype(np.float32) / 255.0
+        return to_float(img)  # the same conversion as training, bit for bit
 
     def batch(self, images: Iterable[np.ndarray]) -> np.ndarray:
         """List of uint8 RGB images -> float32 [B, H, W, 3]."""

@@ -105,26 +105,29 @@ class ImageCache:
         tmp = self.dir / f".{self.key}.u8.{os.getpid()}.tmp"
         bad: dict[int, str] = {}
         if n:
-            mm = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, h, w, 3))
+            try:
+                mm = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, h, w, 3))
 
-            def work(start: int) -> None:
-                for i in range(start, min(start + 64, n)):
-                    img = read_image_rgb(self.paths[i])
-                    if img is None:
-                        bad[i] = f"{self.paths[i]}:1: cannot decode image — image skipped"
-                        mm[i] = 0
-                        continue
-                    out = resize(img, (h, w))
-                    if out.shape != (h, w, 3) or out.dtype != np.uint8:
-                        raise RuntimeError(f"resize backend '{self.backend}' returned {out.dtype} {out.shape}, "
-                                           f"expected uint8 {(h, w, 3)}")
-                    mm[i] = out
+                def work(start: int) -> None:
+                    for i in range(start, min(start + 64, n)):
+                        img = read_image_rgb(self.paths[i])
+                        if img is None:
+                            bad[i] = f"{self.paths[i]}:1: cannot decode image — image skipped"
+                            mm[i] = 0
+                            continue
+                        out = resize(img, (h, w))
+                        if out.shape != (h, w, 3) or out.dtype != np.uint8:
+                            raise RuntimeError(f"resize backend '{self.backend}' returned {out.dtype} {out.shape}, "
+                                               f"expected uint8 {(h, w, 3)}")
+                        mm[i] = out
 
-            with ThreadPoolExecutor(max_workers=workers) as ex:
-                list(ex.map(work, range(0, n, 64)))
-            mm.flush()
-            del mm
-            os.replace(tmp, self.data_path)
+                with ThreadPoolExecutor(max_workers=workers) as ex:
+                    list(ex.map(work, range(0, n, 64)))
+                mm.flush()
+                del mm
+                os.replace(tmp, self.data_path)
+            finally:  # an error or Ctrl-C must not leave a half-written (possibly huge) file
+                tmp.unlink(missing_ok=True)
         else:
             self.data_path.touch()
         meta = {"version": CACHE_FORMAT_VERSION, "backend": self.backend, "shape": [n, h, w, 3],

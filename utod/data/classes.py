@@ -48,7 +48,7 @@ def parse_class_list(text: str) -> list[int]:
 def read_names_file(path: str) -> list[str]:
     """Non-empty stripped lines of ``path``."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # utf-8-sig: tolerate a BOM (Windows tools)
             names = [ln.strip() for ln in f.read().splitlines() if ln.strip()]
     except FileNotFoundError:
         raise ConfigError(f"names file '{path}' not found") from None

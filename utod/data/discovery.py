@@ -37,7 +37,7 @@ def read_list_file(list_path: str | os.PathLike) -> tuple[list[str], list[str]]:
     paths: list[str] = []
     issues: list[str] = []
     try:
-        with open(list_path, encoding="utf-8") as f:
+        with open(list_path, encoding="utf-8-sig") as f:  # tolerate a BOM
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read image list file '{list_path}': {exc}") from exc

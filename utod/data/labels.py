@@ -150,7 +150,7 @@ def read_label_file(
     """Read and parse ``path``. A missing file gives an empty result with ``exists=False``
     (a background image); an undecodable file is reported and treated as empty."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # utf-8-sig: tolerate a BOM (Windows tools)
             lines = f.read().splitlines()
     except FileNotFoundError:
         out = LabelFile()

@@ -103,7 +103,9 @@ class DetectionData:
             resize = reg.create(RESIZE_KIND, cfg.resize_mode)
         except PluginError as exc:
             raise ConfigError(str(exc)) from exc
-        self.cache = ImageCache([it.image_path for it in items], self.img_size, resize, comp.name,
+        # the provider and version are part of the cache key: another backend's pixels are never reused
+        self.cache = ImageCache([it.image_path for it in items], self.img_size, resize,
+                                f"{comp.qualified_name}@{comp.version}",
                                 cache_dir=cfg.cache_dir, num_workers=cfg.num_workers, log=log)
         rows = np.flatnonzero(self.cache.valid)
         self.items: list[DatasetItem] = [items[i] for i in rows]

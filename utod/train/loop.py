@@ -65,12 +65,7 @@ class Trainer:
                                         training=True)
         self.val_data = (DetectionData(val_items, PipelineConfig(aug_ops=None, **pipe_kw), registry,
                                        training=False) if val_items else None)
-        self.steps_per_epoch = int(self.train_data.steps_per_epoch)
-        if self.steps_per_epoch < 1:
-            from utod.errors import DataError
-
-            raise DataError(f"the training split has {len(train_items)} images, fewer than one batch of "
-                            f"{cfg.batch_size}; lower --batch-size")
+        self.steps_per_epoch = int(self.train_data.steps_per_epoch)  # >= 1 (small sets are repeated)
 
         with strategy.scope():
             self.model = build_model(model_cfg, registry)
@@ -170,9 +165,7 @@ class Trainer:
             grads = tape.gradient(scaled, variables)
             if cfg.use_amp:
                 grads = opt.get_unscaled_gradients(grads)
-            finite = tf.math.is_finite(total)
-            grads = [tf.zeros_like(v) if g is None else tf.where(finite, g, tf.zeros_like(g))
-                     for g, v in zip(grads, variables)]
+            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
             if cfg.grad_clip_norm and cfg.grad_clip_norm > 0:
                 grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip_norm)
             opt.apply_gradients(zip(grads, variables))
@@ -192,7 +185,7 @@ class Trainer:
         from utod.model.postprocess import postprocess, score_mode_for
 
         model, loss_fn, mcfg = self.eval_model, self.loss_fn, self.model_cfg
-        score_mode = score_mode_for(mcfg)
+        score_mode = score_mode_for(model)  # the head's default_score_mode when not set
 
         def step(batch):
             raw = tf.cast(model(batch["image"], training=False), tf.float32)
@@ -222,12 +215,18 @@ class Trainer:
         return self.state_manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
 
     def _install_signal_handlers(self):
+        """Ctrl-C / SIGTERM: finish the current step, save the state, stop. A second Ctrl-C
+        interrupts at once (the state saved last, at most --save-interval steps old, remains)."""
+
         def handler(signum, frame):
+            if self.stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
             self.stop_requested = True
-            self.log(f"\nSignal {signum} received: saving state after this step and stopping.")
+            self.log(f"\nSignal {signum} received: saving state after this step and stopping "
+                     f"(Ctrl-C again to stop at once).")
 
         old = {}
-        for sig in (signal.SIGTERM,):
+        for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 old[sig] = signal.signal(sig, handler)
             except (ValueError, OSError):  # not in the main thread
@@ -260,17 +259,25 @@ class Trainer:
                     self.last_metrics = metrics
                 self._end_epoch(ep, row, metrics)
         except KeyboardInterrupt:
-            self.stop_requested = True
-            self.log("\nInterrupted: saving state.")
+            self.log(f"\nInterrupted at once; the state saved last remains: {self.state_manager.latest_checkpoint}")
+            raise
         finally:
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
+            self.close()
         if self.stop_requested:
             path = self.save_state()
             self.log(f"Stopped. State saved to {path}; continue with: utod train --resume {self.run_dir}")
             raise KeyboardInterrupt
         self.log(f"Done. Best mAP@0.5 {max(0.0, float(self.best_map.numpy())):.5f}; outputs in {self.run_dir}")
         return self.last_metrics
+
+    def close(self) -> None:
+        """Stop the data worker threads and flush TensorBoard (called when fit ends)."""
+        self.writer.close()
+        self.train_data.close()
+        if self.val_data is not None:
+            self.val_data.close()
 
     def _train_epoch(self, epoch: int, skip_steps: int) -> tuple[dict[str, float], float, float]:
         cfg = self.cfg
@@ -358,7 +365,7 @@ class Trainer:
                         else "train"
                     tf.summary.scalar(f"{group}/{k}", float(v))
         self.writer.flush()
-        if self.ema is not None:
+        if self.ema is not None and not metrics:  # evaluate() already copied them this epoch
             self.ema.copy_to(self.eval_model)
         map50 = float(metrics.get("map50", 0.0)) if metrics else 0.0
         extra = {

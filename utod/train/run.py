@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,7 @@ def _resolve_anchors(cfg, train_items, class_ids) -> tuple[list[list[float]] | N
     if cfg.auto_anchors:
         from utod.anchors import kmeans_anchors, mean_best_iou
 
-        wh = [it.boxes[:, 2:4] for it in train_items if len(it.boxes)]
-        if class_ids is not None:
-            wh = [it.boxes[np.isin(it.labels, class_ids)][:, 2:4] for it in train_items if len(it.boxes)]
+        wh = [it.boxes[np.isin(it.labels, class_ids)][:, 2:4] for it in train_items if len(it.boxes)]
         arr = np.concatenate(wh, 0) if wh else np.zeros((0, 2), np.float32)
         arr = arr[(arr[:, 0] > 0) & (arr[:, 1] > 0)]
         if len(arr) == 0:
@@ -146,8 +145,6 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     if scan.issues:
         (run_dir / "data_issues.txt").write_text("\n".join(scan.issues) + "\n", encoding="utf-8")
         log(f"{len(scan.issues)} data issue(s) listed in {run_dir / 'data_issues.txt'}")
-    if not scan.items:
-        raise DataError(f"no usable images found under {image_dir}")
     train_items, val_items = split_items(scan.items, cfg.train_split, cfg.val_split, cfg.seed)
     write_split(run_dir, train_items, val_items)
     log(f"Split (seed {cfg.seed}): {len(train_items)} train, {len(val_items)} val images")
@@ -169,8 +166,8 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     model_cfg = ModelConfig(**mkw)
     log(f"Anchors ({anchor_source}): {np.round(np.asarray(model_cfg.anchors), 5).tolist()}")
 
-    if not resolved.resuming:
-        save_config(cfg, run_dir / "config.yaml")
+    # Written on resume too, so a raised --epochs sticks for the next --resume.
+    save_config(dataclasses.replace(cfg, resume=None), run_dir / "config.yaml")
     write_json(run_dir / "plugins.json", used)
     write_json(run_dir / "model_config.json", model_cfg.to_dict())
 

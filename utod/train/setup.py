@@ -67,17 +67,16 @@ def resolve_config(cli_given: dict[str, Any], config_file: str | None) -> Resolv
         run_dir = find_run_dir(resume)
         stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
         base = normalise_config_dict(stored, source=str(run_dir / "config.yaml"))
-        if config_file:
-            base.update(load_yaml_config(config_file))
-        changed = [k for k in ARCHITECTURE_FIELDS if k in cli and cli[k] != base.get(k)]
+        asked = {**(load_yaml_config(config_file) if config_file else {}), **cli}
+        changed = [k for k in ARCHITECTURE_FIELDS if k in asked and asked[k] != base.get(k)]
         if changed:
             raise ConfigError(
                 f"--resume {resume}: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
                 f"of an existing run (start a new run instead)"
             )
-        merged = {**base, **cli, "resume": str(run_dir)}
+        merged = {**base, **asked, "resume": str(run_dir)}
         cfg = build_config(merged)
-        return ResolvedRun(cfg, run_dir, True, bool(stored.get("_default_data", False)) or cfg.image_dir is None)
+        return ResolvedRun(cfg, run_dir, True, cfg.image_dir is None)
 
     merged = load_yaml_config(config_file) if config_file else {}
     merged.update(cli)
