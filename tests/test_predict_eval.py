@@ -191,3 +191,19 @@ def test_predict_camera_and_bad_video_fail_clearly(setup, tmp_path):
     res = runner.invoke(cli, ["predict", str(ckpt), str(broken), "--out", str(tmp_path / "b")])
     assert res.exit_code == 2, res.output
     assert "broken.mp4: OpenCV cannot open this video" in res.output
+
+
+def test_predict_skips_a_corrupt_image_and_keeps_the_others(setup, tmp_path):
+    ckpt, _, data, _ = setup
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    good = sorted(data.glob("*.png"))[:2] or sorted(data.glob("*.jpg"))[:2]
+    for g in good:
+        (folder / g.name).write_bytes(g.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["predict", str(ckpt), str(folder), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "broken.jpg" in res.output and "skipped" in res.output
+    records = json.loads((out / "detections.json").read_text())
+    assert len(records["images"]) == len(good)

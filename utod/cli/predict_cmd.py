@@ -24,16 +24,14 @@ CSV_COLUMNS = ("image", "frame", "class_id", "class_name", "score", "x1", "y1", 
 
 def collect_inputs(inputs: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """Split CLI inputs into (image paths, video paths); folders are searched recursively."""
-    from utod.data.images import IMAGE_EXTENSIONS
+    from utod.data.discovery import find_images_in_dir
 
     images: list[str] = []
     videos: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
-                    images.append(str(f))
+            images.extend(find_images_in_dir(p))  # the same discovery rules as training
         elif p.is_file():
             if p.suffix.lower() in VIDEO_EXTENSIONS:
                 videos.append(str(p))
@@ -126,14 +124,22 @@ def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_fr
 def _predict_images(detector, paths, out, conf, iou, batch_size, draw_boxes) -> list[dict[str, Any]]:
     import cv2
 
+    from utod.errors import DataError
     from utod.inference import read_image
 
     records = []
     names = detector.info.class_names
     used: set[str] = set()
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        originals = [read_image(p) for p in chunk]
+        chunk, originals = [], []
+        for p in paths[start:start + batch_size]:  # an unreadable image is reported and skipped
+            try:
+                originals.append(read_image(p))
+                chunk.append(p)
+            except DataError as exc:
+                click.echo(f"warning: {exc} — skipped", err=True)
+        if not chunk:
+            continue
         batch = detector.preprocessor.batch(originals)
         for path, img, dets in zip(chunk, originals, detector.detect(batch, conf, iou)):
             h, w = img.shape[:2]
