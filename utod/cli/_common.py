@@ -24,3 +24,17 @@ def user_errors() -> Iterator[None]:
         yield
     except (PluginError, UserError) as exc:
         raise UtodCliError(str(exc)) from exc
+
+
+def split_settings(meta: dict, train_split: float | None, val_split: float | None, seed: int | None) -> dict:
+    """The trainer's split of a checkpoint: the flags, else the checkpoint's training config,
+    else the training defaults."""
+    from utod.config import TrainConfig
+
+    tc = (meta.get("extra") or {}).get("train_config") or {}
+    d = TrainConfig()
+    return {
+        "train_split": float(train_split if train_split is not None else tc.get("train_split", d.train_split)),
+        "val_split": float(val_split if val_split is not None else tc.get("val_split", d.val_split)),
+        "seed": int(seed if seed is not None else tc.get("seed", d.seed)),
+    }

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from utod.cli._common import user_errors
+from utod.cli._common import split_settings, user_errors
 
 
 @click.command("eval")
@@ -45,12 +45,7 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
 
         detector = load_detector(model_path)
         meta = getattr(detector, "meta", {}) or {}
-        tc = (meta.get("extra") or {}).get("train_config") or {}
-        settings = {
-            "train_split": float(train_split if train_split is not None else tc.get("train_split", 0.8)),
-            "val_split": float(val_split if val_split is not None else tc.get("val_split", 0.2)),
-            "seed": int(seed if seed is not None else tc.get("seed", 42)),
-        }
+        settings = split_settings(meta, train_split, val_split, seed)
         log = None if as_json else (lambda m: click.echo(m, err=True))
         items = load_eval_items(image_dir, detector.info, split=split, log=log, **settings)
         pr_conf = detector.info.conf_thresh if pr_conf_thresh is None else pr_conf_thresh

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from utod.cli._common import UtodCliError, user_errors
+from utod.cli._common import UtodCliError, split_settings, user_errors
 
 
 def default_output(checkpoint: str, fmt: str, post: bool, int8: bool) -> Path:
@@ -103,7 +103,7 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     model, meta = load_checkpoint(checkpoint)
     keras_det = KerasDetector(model, checkpoint, meta)
     out = Path(output) if output else default_output(checkpoint, fmt, post, int8)
-    split_cfg = _split_settings(meta, train_split, val_split, seed)
+    split_cfg = split_settings(meta, train_split, val_split, seed)
 
     items = None
     if image_dir:
@@ -152,13 +152,3 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     if not report.ok:
         click.echo(f"Error: the exported model differs from the Keras model: {report.format()}", err=True)
     return report.ok
-
-
-def _split_settings(meta: dict, train_split, val_split, seed) -> dict:
-    """Split ratios and seed: the flags, else the checkpoint's training config, else 0.8/0.2/42."""
-    tc = (meta.get("extra") or {}).get("train_config") or {}
-    return {
-        "train_split": float(train_split if train_split is not None else tc.get("train_split", 0.8)),
-        "val_split": float(val_split if val_split is not None else tc.get("val_split", 0.2)),
-        "seed": int(seed if seed is not None else tc.get("seed", 42)),
-    }
