@@ -9,9 +9,7 @@ import click
 
 from utod.cli._common import UtodCliError, user_errors
 from utod.config import TrainConfig
-
-# The seed's bare resize flags; the last one given wins, like the seed (keras_nearest highest).
-RESIZE_SHORTCUTS = ("opencv_inter_nearest", "keras_bilinear", "keras_nearest")
+from utod.seed_compat import RESIZE_SHORTCUTS
 
 
 def _option_for(f: dataclasses.Field) -> click.Option:

@@ -11,10 +11,10 @@ import numpy as np
 
 from utod.config import save_config
 from utod.errors import ConfigError, DataError
+from utod.seed_compat import assigner_options_from_flags, head_name
 from utod.train.setup import (
     ResolvedRun,
     check_new_run_dir,
-    head_name,
     head_options,
     plugins_used,
     resolve_config,
@@ -99,11 +99,8 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     hopts = head_options(cfg, registry.get("head", hname).params)
     validate_options(registry.get("head", hname), hopts)
     registry.get("resize", cfg.resize_mode)
-    assigner_opts = parse_option_pairs(cfg.assigner_opt, "--assigner-opt")
-    if cfg.simota_topk is not None:
-        if "topk" not in registry.get("assigner", cfg.assigner).params:
-            raise ConfigError(f"--simota-topk: assigner '{cfg.assigner}' has no 'topk' option")
-        assigner_opts.setdefault("topk", cfg.simota_topk)
+    assigner_opts = assigner_options_from_flags(cfg, registry.get("assigner", cfg.assigner).params,
+                                                parse_option_pairs(cfg.assigner_opt, "--assigner-opt"))
     loss_opts = {
         "assigner_options": assigner_opts,
         "iou_options": parse_option_pairs(cfg.iou_loss_opt, "--iou-loss-opt"),

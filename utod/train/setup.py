@@ -21,6 +21,7 @@ from utod.config import (
     normalise_config_dict,
 )
 from utod.errors import ConfigError
+from utod.seed_compat import head_name, head_options_from_flags
 
 # Settings used when `utod train` runs on the built-in dataset and the user did not set them:
 # a small model that reaches a useful mAP on 2 CPU cores in a few minutes.
@@ -101,37 +102,12 @@ def check_new_run_dir(run_dir: Path) -> None:
         )
 
 
-def head_name(cfg: TrainConfig) -> str:
-    if cfg.head:
-        return cfg.head
-    return "improved" if cfg.use_improved_head else "utod"
-
-
 def head_options(cfg: TrainConfig, declared: dict[str, Any]) -> dict[str, Any]:
     """Head options from the seed's flags (only those the chosen head declares) plus --head-opt."""
     from utod.registry import parse_option_pairs
 
-    seed_flags = {
-        "use_head_ese": cfg.use_head_ese,
-        "iou_aware": cfg.use_iou_aware_head,
-        "cls_bottleneck_ratio": cfg.cls_bottleneck_ratio,
-        "large_obj_branch": cfg.utod_large_obj_branch,
-        "large_obj_depth": cfg.utod_large_obj_depth,
-        "large_obj_ch_scale": cfg.utod_large_obj_ch_scale,
-    }
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    flag_of = {"use_head_ese": "use_head_ese", "iou_aware": "use_iou_aware_head",
-               "cls_bottleneck_ratio": "cls_bottleneck_ratio", "large_obj_branch": "utod_large_obj_branch",
-               "large_obj_depth": "utod_large_obj_depth", "large_obj_ch_scale": "utod_large_obj_ch_scale"}
-    opts: dict[str, Any] = {}
-    for key, value in seed_flags.items():
-        if key in declared:
-            opts[key] = value
-        elif value != defaults[flag_of[key]]:
-            raise ConfigError(
-                f"--{flag_of[key].replace('_', '-')} is not supported by head '{head_name(cfg)}' "
-                f"(its options: {', '.join(sorted(declared)) or 'none'})"
-            )
+    opts = head_options_from_flags(cfg, declared, defaults)
     opts.update(parse_option_pairs(cfg.head_opt, "--head-opt"))
     return opts
 
