@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from utod._keras import keras, tf
 from utod.config import TrainConfig
 from utod.train.ema import EMA
@@ -81,6 +83,10 @@ class Trainer:
             self.optimizer = opt
             self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+            # running sums of the epoch's step losses (LOSS_KEYS + distill), so a resumed epoch's
+            # means still cover every batch of the epoch
+            self.epoch_loss_sums = tf.Variable(tf.zeros([len(LOSS_KEYS) + 1], tf.float64), trainable=False,
+                                               name="epoch_loss_sums")
             self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map50")
 
         self.loss_fn = build_loss(
@@ -111,7 +117,8 @@ class Trainer:
         with strategy.scope():  # slots for every trained variable (model + distillation adapter)
             self.optimizer.build(self._trainable_variables())
         ckpt_items: dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch_var,
-                                          step_in_epoch=self.step_in_epoch, best_map=self.best_map)
+                                          step_in_epoch=self.step_in_epoch, best_map=self.best_map,
+                                          epoch_loss_sums=self.epoch_loss_sums)
         if self.ema is not None:
             ckpt_items.update(ema_shadow=self.ema.shadow, ema_updates=self.ema.updates)
         if self.distill is not None and getattr(self.distill, "trainable_variables", None):
@@ -286,10 +293,10 @@ class Trainer:
             ds = ds.skip(skip_steps)
             self.log(f"Epoch {epoch + 1}: skipping the {skip_steps} batch(es) done before the interruption")
         dist = self.strategy.experimental_distribute_dataset(ds)
-        sums = {k: 0.0 for k in LOSS_KEYS}
-        if self.distill is not None:
-            sums["distill"] = 0.0
-        n = 0
+        keys = (*LOSS_KEYS, "distill")
+        restored = self.epoch_loss_sums.numpy() if skip_steps else np.zeros(len(keys))
+        sums = dict(zip(keys, restored.tolist()))
+        n = skip_steps
         step_idx = skip_steps
         progress = Progress(self.steps_per_epoch, epoch + 1, cfg.epochs)
         t0 = time.perf_counter()
@@ -313,6 +320,7 @@ class Trainer:
             n += 1
             images += cfg.batch_size
             self.step_in_epoch.assign(step_idx)
+            self.epoch_loss_sums.assign([sums[k] for k in keys])
             if step_idx % max(1, cfg.log_interval) == 0 or step_idx == self.steps_per_epoch:
                 progress.update(step_idx, images, {k: sums[k] / n for k in ("total", "box", "obj", "cls")})
                 with self.writer.as_default(step=global_step):
@@ -325,7 +333,7 @@ class Trainer:
                 self.save_state()
         progress.close()
         seconds = time.perf_counter() - t0
-        means = {k: v / max(1, n) for k, v in sums.items()}
+        means = {k: v / max(1, n) for k, v in sums.items() if k != "distill" or self.distill is not None}
         return means, images / max(seconds, 1e-9), seconds
 
     def evaluate(self) -> dict[str, Any]:
@@ -385,6 +393,7 @@ class Trainer:
             self.log(f"  new best mAP@0.5 {map50:.5f} -> {checkpoint_name('best', ep, map50)}")
         self.epoch_var.assign(ep)
         self.step_in_epoch.assign(0)
+        self.epoch_loss_sums.assign(tf.zeros_like(self.epoch_loss_sums))
         self.save_state()
         self.results.append(row)
         # Drawing costs ~1 s on 2 cores: redraw at most every 30 s, and after the last epoch.
