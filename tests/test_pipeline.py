@@ -159,3 +159,24 @@ def test_errors(reg, items, tmp_path):
         DetectionData(items, cfg(tmp_path, resize_mode="nope"), reg, training=True, log=None)
     with pytest.raises(ConfigError, match="unknown augmentation"):
         DetectionData(items, cfg(tmp_path, aug_ops=[("Nope", {})]), reg, training=True, log=None)
+
+
+def test_dataset_can_start_mid_epoch_with_identical_batches(tmp_path):
+    """Resume support: batches from ``start_step`` equal those of a full pass."""
+    from utod.data.augment import load_aug_config
+    from utod.data.dataset import scan_dataset
+    from utod.data.pipeline import DetectionData, PipelineConfig
+    from utod.data.synthetic import generate_shapes
+
+    generate_shapes(tmp_path / "d", num_images=12, size=64, seed=1)
+    items = scan_dataset(tmp_path / "d", log=lambda m: None, num_classes=3).items
+    data = DetectionData(items, PipelineConfig(batch_size=4, aug_ops=load_aug_config(None), seed=3,
+                                               cache_dir=str(tmp_path / "c")), training=True)
+    full = list(data.numpy_batches(2))
+    tail = list(data.numpy_batches(2, start_step=1))
+    assert len(tail) == len(full) - 1
+    for a, b in zip(full[1:], tail):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["boxes"], b["boxes"])
+    assert len(list(data.dataset(2, start_step=2))) == len(full) - 2
+    data.close()

@@ -212,18 +212,23 @@ class DetectionData:
             self._executor = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="utod-data")
         return self._executor
 
-    def numpy_batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
-        """All batches of ``epoch`` in order, built ahead by the thread pool."""
+    def numpy_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Batches ``start_step..`` of ``epoch`` in order, built ahead by the thread pool (a
+        resumed run starts mid-epoch without building the batches it already trained on)."""
         order = self.epoch_order(epoch)
         ex = self._pool()
         ahead: deque[Any] = deque()
         lookahead = 2 * self.num_workers
-        for step in range(self.steps_per_epoch):
-            ahead.append(ex.submit(self.make_batch, epoch, step, order))
-            if len(ahead) >= lookahead:
+        try:
+            for step in range(start_step, self.steps_per_epoch):
+                ahead.append(ex.submit(self.make_batch, epoch, step, order))
+                if len(ahead) >= lookahead:
+                    yield ahead.popleft().result()
+            while ahead:
                 yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
+        finally:  # an abandoned epoch (stop, error) does not leave batches being built
+            for fut in ahead:
+                fut.cancel()
 
     def output_signature(self) -> dict[str, Any]:
         from utod._keras import tf
@@ -238,13 +243,13 @@ class DetectionData:
             "index": tf.TensorSpec((b,), tf.int32),
         }
 
-    def dataset(self, epoch: int = 0):
-        """``tf.data.Dataset`` over one epoch (static shapes, prefetched)."""
+    def dataset(self, epoch: int = 0, start_step: int = 0):
+        """``tf.data.Dataset`` over one epoch from batch ``start_step`` (static shapes, prefetched)."""
         from utod._keras import tf
 
-        ds = tf.data.Dataset.from_generator(lambda: self.numpy_batches(epoch),
+        ds = tf.data.Dataset.from_generator(lambda: self.numpy_batches(epoch, start_step),
                                             output_signature=self.output_signature())
-        ds = ds.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(max(0, self.steps_per_epoch - start_step)))
         return ds.prefetch(2)
 
     def close(self) -> None:

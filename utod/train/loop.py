@@ -288,9 +288,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, skip_steps: int) -> tuple[dict[str, float], float, float]:
         cfg = self.cfg
-        ds = self.train_data.dataset(epoch)
+        ds = self.train_data.dataset(epoch, start_step=skip_steps)
         if skip_steps:
-            ds = ds.skip(skip_steps)
             self.log(f"Epoch {epoch + 1}: skipping the {skip_steps} batch(es) done before the interruption")
         dist = self.strategy.experimental_distribute_dataset(ds)
         keys = (*LOSS_KEYS, "distill")
