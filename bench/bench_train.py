@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--xla", action="store_true")
+    ap.add_argument("--no-aug", action="store_true", help="measure without augmentation")
+    ap.add_argument("--workers", type=int, default=None, help="data worker threads (default: all cores)")
     args = ap.parse_args()
 
     from utod.train.run import run_training
@@ -46,7 +48,7 @@ def main() -> None:
             "use_iou_aware_head": True, "use_head_ese": True, "activation": "relu", "utod_large_obj_branch": True,
             "utod_large_obj_depth": 2, "utod_large_obj_ch_scale": 1.25, "resize_mode": "opencv_inter_nearest",
             "ckpt_out": str(Path(tmp) / "run"), "cache_dir": str(Path(tmp) / "cache"), "use_xla": args.xla,
-            "log_interval": 1000,
+            "log_interval": 1000, "num_workers": args.workers, "no_aug": args.no_aug,
         }
         t0 = time.perf_counter()
         run_training(flags)

@@ -249,9 +249,10 @@ class Trainer:
         self.last_metrics: dict[str, Any] = {}
         self.log(f"Training {cfg.epochs} epochs x {self.steps_per_epoch} steps (batch {cfg.batch_size}) on "
                  f"{self.strategy.num_replicas_in_sync} replica(s); run folder {self.run_dir}")
+        batches = self._batch_stream(start_epoch, skip_steps)
         try:
             for epoch in range(start_epoch, cfg.epochs):
-                train_means, img_s, seconds = self._train_epoch(epoch, skip_steps)
+                train_means, img_s, seconds = self._train_epoch(epoch, skip_steps, batches)
                 skip_steps = 0
                 if self.stop_requested:
                     break
@@ -286,12 +287,26 @@ class Trainer:
         if self.val_data is not None:
             self.val_data.close()
 
-    def _train_epoch(self, epoch: int, skip_steps: int) -> tuple[dict[str, float], float, float]:
+    def _batch_stream(self, start_epoch: int, start_step: int):
+        """One iterator over the training batches of every remaining epoch, starting at
+        (start_epoch, start_step). Being one stream, the next epoch's first batches are built and
+        prefetched while the current epoch ends (no data stall at epoch boundaries); every batch
+        is still a pure function of (seed, epoch, position)."""
+
+        def batches():
+            for e in range(start_epoch, self.cfg.epochs):
+                yield from self.train_data.numpy_batches(e, start_step if e == start_epoch else 0)
+
+        ds = tf.data.Dataset.from_generator(batches, output_signature=self.train_data.output_signature())
+        ds = ds.prefetch(2)
+        if self.strategy.num_replicas_in_sync > 1:
+            ds = self.strategy.experimental_distribute_dataset(ds)
+        return iter(ds)
+
+    def _train_epoch(self, epoch: int, skip_steps: int, batches) -> tuple[dict[str, float], float, float]:
         cfg = self.cfg
-        ds = self.train_data.dataset(epoch, start_step=skip_steps)
         if skip_steps:
-            self.log(f"Epoch {epoch + 1}: skipping the {skip_steps} batch(es) done before the interruption")
-        dist = self.strategy.experimental_distribute_dataset(ds)
+            self.log(f"Epoch {epoch + 1}: continuing after the {skip_steps} batch(es) done before the interruption")
         keys = (*LOSS_KEYS, "distill")
         restored = self.epoch_loss_sums.numpy() if skip_steps else np.zeros(len(keys))
         sums = dict(zip(keys, restored.tolist()))
@@ -300,8 +315,8 @@ class Trainer:
         progress = Progress(self.steps_per_epoch, epoch + 1, cfg.epochs)
         t0 = time.perf_counter()
         images = 0
-        for batch in dist:
-            out = self._train_step(batch)
+        for _ in range(self.steps_per_epoch - skip_steps):
+            out = self._train_step(next(batches))
             vals = {k: float(v.numpy()) for k, v in out.items()}
             step_idx += 1
             global_step = int(self.optimizer.iterations.numpy())
