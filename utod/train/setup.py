@@ -27,7 +27,7 @@ from utod.seed_compat import head_name, head_options_from_flags
 # a small model that reaches a useful mAP on 2 CPU cores in a few minutes.
 DEFAULT_DATA_SETTINGS: dict[str, Any] = {
     # Measured on 2 CPU cores (val mAP@0.5 / wall time, one run each): no BN 30 epochs 0.56 / 82 s,
-    # BN 30 epochs 0.60 / 105 s, BN 40 epochs 0.74 / 137 s (chosen).
+    # BN 30 epochs 0.60 / 105 s, BN 40 epochs 0.74 / 137 s (chosen; 112 s since the epoch-boundary fix).
     "epochs": 40,
     "cnn_width": 16,
     "batch_size": 16,
