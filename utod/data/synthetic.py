@@ -40,9 +40,9 @@ _DONE_MARK = ".complete"
 
 def default_dataset_root() -> Path:
     """``$UTOD_CACHE_DIR/default-shapes-v2`` or ``~/.cache/utod/default-shapes-v2``."""
-    env = os.environ.get("UTOD_CACHE_DIR")
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "utod"
-    return base / DATASET_NAME
+    from utod.data.cache import cache_root
+
+    return cache_root() / DATASET_NAME
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:

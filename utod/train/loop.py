@@ -22,6 +22,7 @@ import numpy as np
 
 from utod._keras import keras, tf
 from utod.config import TrainConfig
+from utod.loss import LOSS_KEYS
 from utod.train.ema import EMA
 from utod.train.outputs import (
     Progress,
@@ -33,7 +34,6 @@ from utod.train.outputs import (
 )
 from utod.train.schedule import WarmupCosine
 
-LOSS_KEYS = ("total", "box", "obj", "cls", "quality")
 EVAL_CONF = 0.001  # detections kept for COCO mAP (P/R use --conf-thresh)
 
 
