@@ -73,28 +73,33 @@ class RandomPhotometricDistort(Transform):
         return _with_image(sample, img)
 
 
-class Blur(Transform):
+class _OddKernelFilter(Transform):
+    """An OpenCV filter on the uint8 image with an odd kernel size ``k ~ blur_limit``."""
+
+    def __init__(self, prob: float = 0.0, blur_limit: Sequence[int] = (3, 7)) -> None:
+        super().__init__(prob)
+        self.limit = blur_limit
+
+    def _filter(self, image_u8: np.ndarray, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, sample: Sample, rng: np.random.Generator, pool=None) -> Sample:
+        k = odd_kernel(rng, self.limit, 1)
+        return _with_image(sample, to_float(self._filter(to_uint8(sample.image), k)))
+
+
+class Blur(_OddKernelFilter):
     """Box filter ``cv2.blur`` with an odd kernel ``k ~ blur_limit``."""
 
-    def __init__(self, prob: float = 0.0, blur_limit: Sequence[int] = (3, 7)) -> None:
-        super().__init__(prob)
-        self.limit = blur_limit
-
-    def __call__(self, sample: Sample, rng: np.random.Generator, pool=None) -> Sample:
-        k = odd_kernel(rng, self.limit, 1)
-        return _with_image(sample, to_float(cv2.blur(to_uint8(sample.image), (k, k))))
+    def _filter(self, image_u8: np.ndarray, k: int) -> np.ndarray:
+        return cv2.blur(image_u8, (k, k))
 
 
-class MedianBlur(Transform):
+class MedianBlur(_OddKernelFilter):
     """``cv2.medianBlur`` with an odd kernel ``k ~ blur_limit``."""
 
-    def __init__(self, prob: float = 0.0, blur_limit: Sequence[int] = (3, 7)) -> None:
-        super().__init__(prob)
-        self.limit = blur_limit
-
-    def __call__(self, sample: Sample, rng: np.random.Generator, pool=None) -> Sample:
-        k = odd_kernel(rng, self.limit, 1)
-        return _with_image(sample, to_float(cv2.medianBlur(to_uint8(sample.image), k)))
+    def _filter(self, image_u8: np.ndarray, k: int) -> np.ndarray:
+        return cv2.medianBlur(image_u8, k)
 
 
 class MotionBlur(Transform):
