@@ -81,3 +81,32 @@ def test_hsv_zero_gain_is_near_identity(reg, sample):
     out = reg.create("augmentation", "RandomHSV", {"prob": 1.0})(sample, np.random.default_rng(0), None)
     diff = np.abs(out.image - sample.image)  # only uint8 truncation + the 8-bit HSV round trip remain
     assert diff.max() <= 8 / 255 and diff.mean() <= 2 / 255
+
+
+def test_hsv_jitter_matches_per_channel_tables(sample):
+    """The one 3-channel LUT gives exactly what three per-channel OpenCV HSV tables give."""
+    import cv2
+    from utod_plugins.impl.augment_color import hsv_jitter
+
+    from utod.data.boxes_np import to_float, to_uint8
+
+    x = np.arange(256, dtype=np.float32)
+    for gains in ([1.0, 1.0, 1.0], [1.3, 0.4, 1.6], [0.7, 1.9, 0.2], [-0.5, 1.0, 1.0]):
+        g = np.asarray(gains, np.float32)
+        h, s, v = cv2.split(cv2.cvtColor(to_uint8(sample.image), cv2.COLOR_RGB2HSV))
+        h = cv2.LUT(h, np.mod(x * g[0], 180.0).astype(np.uint8))
+        s = cv2.LUT(s, np.clip(x * g[1], 0, 255).astype(np.uint8))
+        v = cv2.LUT(v, np.clip(x * g[2], 0, 255).astype(np.uint8))
+        want = to_float(cv2.cvtColor(cv2.merge((h, s, v)), cv2.COLOR_HSV2RGB))
+        np.testing.assert_array_equal(hsv_jitter(sample.image, g), want)
+
+
+def test_contrast_keeps_the_per_channel_mean(sample):
+    from utod_plugins.impl.augment_color import _contrast
+
+    img = sample.image
+    mean = img.mean(axis=(0, 1), keepdims=True)
+    out = _contrast(img, 1.3)
+    assert out.dtype == np.float32 and out.shape == img.shape
+    np.testing.assert_allclose(out, (img - mean) * 1.3 + mean, atol=1e-5)
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), mean.reshape(3), atol=1e-5)

@@ -297,10 +297,12 @@ class Trainer:
             for e in range(start_epoch, self.cfg.epochs):
                 yield from self.train_data.numpy_batches(e, start_step if e == start_epoch else 0)
 
+        if self.strategy.num_replicas_in_sync == 1:
+            # one device: the worker threads already build batches ahead; feeding their numpy
+            # arrays straight to the step skips a tf.data thread that competed for the CPU
+            return iter(batches())
         ds = tf.data.Dataset.from_generator(batches, output_signature=self.train_data.output_signature())
-        ds = ds.prefetch(2)
-        if self.strategy.num_replicas_in_sync > 1:
-            ds = self.strategy.experimental_distribute_dataset(ds)
+        ds = self.strategy.experimental_distribute_dataset(ds.prefetch(2))
         return iter(ds)
 
     def _train_epoch(self, epoch: int, skip_steps: int, batches) -> tuple[dict[str, float], float, float]:
