@@ -3,9 +3,11 @@
 Trains the seed README's configuration (width 64, 8 auto-anchors, BN, residual, ReLU,
 improved + IoU-aware + ESE head, large-object branch depth 2 x1.25, CIoU, EMA, 64x64,
 batch 64) with the default augmentation ON (fresh every epoch) on a generated dataset of
-real JPEG files, and prints steady-state images/s (epochs after the first) and peak RSS.
+real JPEG files, and prints steady-state images/s (epochs after the first: median and mean)
+and peak RSS. A shared 2-core VM varies by +-4 % from epoch to epoch, so the median of several
+epochs is the number to compare.
 
-    python bench/bench_train.py [--images 2000] [--epochs 3] [--batch-size 64] [--width 64]
+    python bench/bench_train.py [--images 2000] [--epochs 6] [--batch-size 64] [--width 64]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench_pipeline import make_images  # same folder: run as `python bench/benc
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--xla", action="store_true")
@@ -59,8 +61,9 @@ def main() -> None:
     for r in rows:
         print(f"epoch {r['epoch']}: {float(r['img_per_s']):.1f} img/s ({float(r['time_s']):.1f}s train)")
     steady = [float(r["img_per_s"]) for r in rows[1:]] or [float(rows[0]["img_per_s"])]
-    print(f"steady-state training throughput: {np.mean(steady):.1f} img/s "
-          f"(width {args.width}, batch {args.batch_size}, 64x64, default augmentation, EMA)")
+    print(f"steady-state training throughput: median {np.median(steady):.1f} img/s, mean {np.mean(steady):.1f}, "
+          f"range {min(steady):.1f}-{max(steady):.1f} over {len(steady)} epoch(s) "
+          f"(width {args.width}, batch {args.batch_size}, 64x64, {'no' if args.no_aug else 'default'} augmentation, EMA)")
     print(f"first epoch (incl. decode + cache build, tracing): {float(rows[0]['img_per_s']):.1f} img/s")
     print(f"peak RSS: {rss_gb:.2f} GB; wall time {wall:.0f}s for {args.epochs} epochs incl. validation")
 

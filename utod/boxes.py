@@ -30,12 +30,15 @@ def split_raw(raw: tf.Tensor, num_anchors: int, num_classes: int, has_quality: b
     shape = tf.shape(raw)
     x = tf.reshape(raw, [shape[0], shape[1], shape[2], num_anchors, d])
     x = tf.transpose(x, [0, 3, 1, 2, 4])  # [B, A, H, W, D]
+    # one split (its gradient is one concat) instead of strided slices, each of whose gradients
+    # writes a zero tensor of the full map: ~1/3 of the loss's backward time on CPU
     q = 1 if has_quality else 0
+    pieces = tf.split(x, [4, 1, q, num_classes], axis=-1)
     return RawParts(
-        box=x[..., 0:4],
-        obj=x[..., 4],
-        quality=x[..., 5] if has_quality else None,
-        cls=x[..., 5 + q: 5 + q + num_classes],
+        box=pieces[0],
+        obj=pieces[1][..., 0],
+        quality=pieces[2][..., 0] if has_quality else None,
+        cls=pieces[3],
     )
 
 
@@ -59,11 +62,12 @@ def decode_boxes(box_logits: tf.Tensor, anchors: tf.Tensor) -> tf.Tensor:
     gx, gy = grid_offsets(h, w, box_logits.dtype)
     wf = tf.cast(w, box_logits.dtype)
     hf = tf.cast(h, box_logits.dtype)
-    cx = (tf.sigmoid(box_logits[..., 0]) + gx) / wf
-    cy = (tf.sigmoid(box_logits[..., 1]) + gy) / hf
-    anchors = tf.cast(anchors, box_logits.dtype)
-    bw = anchors[:, 0][None, :, None, None] * tf.nn.softplus(box_logits[..., 2])
-    bh = anchors[:, 1][None, :, None, None] * tf.nn.softplus(box_logits[..., 3])
+    tx, ty, tw, th = tf.unstack(box_logits, 4, axis=-1)
+    cx = (tf.sigmoid(tx) + gx) / wf
+    cy = (tf.sigmoid(ty) + gy) / hf
+    aw, ah = tf.unstack(tf.cast(anchors, box_logits.dtype), 2, axis=-1)
+    bw = aw[None, :, None, None] * tf.nn.softplus(tw)
+    bh = ah[None, :, None, None] * tf.nn.softplus(th)
     return tf.stack([cx, cy, bw, bh], axis=-1)
 
 

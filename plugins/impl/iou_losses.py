@@ -24,8 +24,8 @@ class _Geometry(NamedTuple):
 
 
 def _geometry(pred: tf.Tensor, target: tf.Tensor, eps: float) -> _Geometry:
-    pcx, pcy, pw, ph = tf.unstack(pred, axis=-1)
-    tcx, tcy, tw, th = tf.unstack(target, axis=-1)
+    pcx, pcy, pw, ph = tf.unstack(pred, 4, axis=-1)
+    tcx, tcy, tw, th = tf.unstack(target, 4, axis=-1)
     px1, px2 = pcx - pw / 2, pcx + pw / 2
     py1, py2 = pcy - ph / 2, pcy + ph / 2
     tx1, tx2 = tcx - tw / 2, tcx + tw / 2
@@ -85,10 +85,10 @@ class CIoU:
         pred, target = _as_float(pred, target)
         eps = self.eps
         g = _geometry(pred, target, eps)
-        rho2 = tf.square(pred[..., 0] - target[..., 0]) + tf.square(pred[..., 1] - target[..., 1])
+        pcx, pcy, pw, ph = tf.unstack(pred, 4, axis=-1)
+        tcx, tcy, tw, th = tf.unstack(target, 4, axis=-1)
+        rho2 = tf.square(pcx - tcx) + tf.square(pcy - tcy)
         c2 = tf.maximum(tf.square(g.enclose_w) + tf.square(g.enclose_h), eps)
-        v = (4.0 / math.pi**2) * tf.square(
-            tf.atan(pred[..., 2] / (pred[..., 3] + eps)) - tf.atan(target[..., 2] / (target[..., 3] + eps))
-        )
+        v = (4.0 / math.pi**2) * tf.square(tf.atan(pw / (ph + eps)) - tf.atan(tw / (th + eps)))
         alpha = tf.stop_gradient(v / (1.0 - g.iou + v + eps))
         return g.iou - rho2 / c2 - alpha * v

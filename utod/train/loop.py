@@ -12,6 +12,7 @@ of every epoch, and on Ctrl-C / SIGTERM; TensorFlow writes checkpoints atomicall
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import time
@@ -250,6 +251,10 @@ class Trainer:
         self.log(f"Training {cfg.epochs} epochs x {self.steps_per_epoch} steps (batch {cfg.batch_size}) on "
                  f"{self.strategy.num_replicas_in_sync} replica(s); run folder {self.run_dir}")
         batches = self._batch_stream(start_epoch, skip_steps)
+        # TensorFlow and Keras leave ~10^6 long-lived Python objects; without freezing them every
+        # full garbage collection walks them all (0.3-1 s per epoch measured, holding the GIL)
+        gc.collect()
+        gc.freeze()
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 train_means, img_s, seconds = self._train_epoch(epoch, skip_steps, batches)
@@ -270,6 +275,7 @@ class Trainer:
             self.log(f"\nInterrupted at once; the state saved last remains: {self.state_manager.latest_checkpoint}")
             raise
         finally:
+            gc.unfreeze()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
             self.close()
