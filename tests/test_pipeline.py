@@ -180,3 +180,35 @@ def test_dataset_can_start_mid_epoch_with_identical_batches(tmp_path):
         np.testing.assert_array_equal(a["boxes"], b["boxes"])
     assert len(list(data.dataset(2, start_step=2))) == len(full) - 2
     data.close()
+
+
+def test_a_failing_third_party_augmentation_names_the_op_and_the_image(items, tmp_path):
+    from utod import hookimpl
+    from utod.data.augment import AugmentationError
+
+    class Crashes:
+        def __init__(self, prob: float = 1.0) -> None:
+            self.prob = prob
+
+        def __call__(self, sample, rng, pool=None):
+            raise ValueError("kernel size must be odd")
+
+    class WrongShape(Crashes):
+        def __call__(self, sample, rng, pool=None):
+            return type(sample)(sample.image[:8], sample.boxes, sample.labels)
+
+    class Plugin:
+        @hookimpl
+        def register_augmentations(self, register):
+            register("Crashes", Crashes, summary="always fails")
+            register("WrongShape", WrongShape, summary="returns a cropped image")
+
+    reg = build_registry(plugins=[(Plugin(), "acme", "acme-aug", "0.1")])
+    for op, message in (("Crashes", "augmentation 'Crashes' failed: ValueError: kernel size must be odd"),
+                        ("WrongShape", "changed the image shape to (8, 32, 3)")):
+        data = DetectionData(items, cfg(tmp_path, aug_ops=[(op, {"prob": 1.0})]), reg, training=True, log=None)
+        with pytest.raises(AugmentationError) as info:
+            data.make_batch(0, 0)
+        first = items[int(data.epoch_order(0)[0])].image_path
+        assert str(info.value).startswith(f"{first} (epoch 1, batch 1): ") and message in str(info.value)
+        data.close()

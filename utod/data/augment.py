@@ -33,6 +33,10 @@ from utod.errors import ConfigError
 from utod.registry import PluginError, Registry, get_registry, validate_options
 
 KIND = "augmentation"
+
+
+class AugmentationError(PluginError):
+    """An augmentation raised or broke its contract (message names the op, later the image)."""
 DEFAULT_AUG_PATH = Path(__file__).with_name("default_aug.yaml")
 
 AugOps = list[tuple[str, dict[str, Any]]]
@@ -157,10 +161,13 @@ class Augmenter:
                 continue
             if step.samples_needed > 1 and pool is None:
                 continue
-            sample = step.transform(sample, rng, pool)
+            try:
+                sample = step.transform(sample, rng, pool)
+            except Exception as exc:
+                raise AugmentationError(f"augmentation '{step.name}' failed: {type(exc).__name__}: {exc}") from exc
             if len(sample.boxes) != len(sample.labels):
-                raise RuntimeError(f"augmentation '{step.name}' returned {len(sample.boxes)} boxes "
-                                   f"but {len(sample.labels)} labels")
+                raise AugmentationError(f"augmentation '{step.name}' returned {len(sample.boxes)} boxes "
+                                        f"but {len(sample.labels)} labels")
         return sample
 
 

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from utod.components import Sample
-from utod.data.augment import Augmenter, build_augmenter
+from utod.data.augment import AugmentationError, Augmenter, build_augmenter
 from utod.data.boxes_np import clip_and_filter, to_float
 from utod.data.cache import ImageCache, default_workers
 from utod.data.dataset import DatasetItem
@@ -163,7 +163,8 @@ class DetectionData:
         mask[:n] = True
         image = np.asarray(sample.image, np.float32)
         if image.shape != (*self.img_size, 3):
-            raise RuntimeError(f"augmentation changed the image shape to {image.shape}, expected {(*self.img_size, 3)}")
+            raise AugmentationError(f"the augmentation changed the image shape to {image.shape}, "
+                                    f"expected {(*self.img_size, 3)}")
         return image, out_b, out_l, mask
 
     def sample(self, i: int, epoch: int = 0, position: int | None = None) -> Sample:
@@ -202,7 +203,11 @@ class DetectionData:
             i = int(order[pos])
             if i < 0:
                 continue
-            image, boxes, labels, mask = self._finalise(self.sample(i, epoch, pos))
+            try:
+                image, boxes, labels, mask = self._finalise(self.sample(i, epoch, pos))
+            except AugmentationError as exc:  # name the image (and where it is in the epoch)
+                raise AugmentationError(f"{self.items[i].image_path} (epoch {epoch + 1}, batch {step + 1}): "
+                                        f"{exc}") from exc
             out["image"][j], out["boxes"][j], out["labels"][j], out["mask"][j] = image, boxes, labels, mask
             out["index"][j] = i
         return out

@@ -277,6 +277,13 @@ class Trainer:
         except KeyboardInterrupt:
             self.log(f"\nInterrupted at once; the state saved last remains: {self.state_manager.latest_checkpoint}")
             raise
+        except NonFiniteLossError:
+            raise
+        except Exception:
+            last = self.state_manager.latest_checkpoint
+            self.log(f"\nTraining stopped by an error (below). The state saved last remains: {last or 'none yet'}"
+                     + (f"; once fixed, continue with: utod train --resume {self.run_dir}" if last else ""))
+            raise
         finally:
             gc.unfreeze()
             gc.set_threshold(*gc_thresholds)
