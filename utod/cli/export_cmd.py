@@ -112,6 +112,10 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
         info = export_onnx(model, out, post=post, nchw=nchw, batch=batch, opset=opset, conf_thresh=conf_thresh,
                            nms_iou=iou_thresh, max_detections=max_detections, simplify=simplify)
     else:
+        if batch is None:
+            click.echo("note: a TFLite file has a fixed batch; writing batch 1 (a runtime can still resize "
+                       "the input with Interpreter.resize_tensor_input)")
+            batch = 1
         calib = None
         if int8:
             rng = np.random.default_rng(0)
@@ -119,7 +123,7 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
             calib = keras_det.preprocessor.load([items[i].image_path for i in chosen])
             click.echo(f"int8 calibration on {len(calib)} images of {image_dir}")
         info = export_tflite(model, out, post=post, int8=int8, calibration_images=calib, nchw=nchw,
-                             batch=batch or 1, conf_thresh=conf_thresh, nms_iou=iou_thresh,
+                             batch=batch, conf_thresh=conf_thresh, nms_iou=iou_thresh,
                              max_detections=max_detections, log=click.echo)
     layout = "NCHW" if info.input_layout == "nchw" else "NHWC"
     click.echo(f"wrote {out} ({fmt}{' int8' if int8 else ''}, {info.output} output, input {layout} "
