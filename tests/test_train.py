@@ -173,6 +173,15 @@ def test_resume_after_kill_9_continues_where_it_stopped(shapes_dir, tmp_path):
 
     meta = read_checkpoint_meta(next(run.glob("last_utod_0003_*.keras")))
     assert meta["extra"]["step"] == 3 * 4  # no step lost or repeated
+    # the interrupted + resumed run is the uninterrupted run: same batches, optimiser and EMA
+    # state, so the same per-epoch losses (epoch 2 mixes saved and new step sums) and metrics
+    reference = tmp_path / "uninterrupted"
+    ref = _utod(*args[:args.index("--ckpt-out")], "--ckpt-out", str(reference), "--save-interval", "1", "--use-ema")
+    ref_out, _ = ref.communicate(timeout=300)
+    assert ref.returncode == 0, ref_out
+    for got, want in zip(_rows(run), _rows(reference), strict=True):
+        for key in ("train_loss", "train_box", "train_obj", "train_cls", "val_loss", "map50", "map50_95"):
+            assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-4, abs=1e-6), (got["epoch"], key)
 
 
 def test_mirrored_strategy_on_two_logical_cpus(shapes_dir, tmp_path):
