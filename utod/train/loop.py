@@ -34,6 +34,7 @@ from utod.train.outputs import (
     publish_alias,
 )
 from utod.train.schedule import WarmupCosine
+from utod.train.update import AdamWKernels
 
 EVAL_CONF = 0.001  # detections kept for COCO mAP (P/R use --conf-thresh)
 
@@ -146,6 +147,9 @@ class Trainer:
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
         use_feat = distill is not None and cfg.feature_distill_weight > 0
+        trained = self._trainable_variables()
+        kernels = (AdamWKernels(opt, trained)
+                   if AdamWKernels.supports(opt, trained, replicas=replicas, use_amp=cfg.use_amp) else None)
 
         def replica_step(batch):
             images = batch["image"]
@@ -176,7 +180,10 @@ class Trainer:
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
             if cfg.grad_clip_norm and cfg.grad_clip_norm > 0:
                 grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip_norm)
-            opt.apply_gradients(zip(grads, variables))
+            if kernels is not None:  # the same AdamW, two fused kernels per variable
+                kernels.apply(grads)
+            else:
+                opt.apply_gradients(zip(grads, variables))
             return out
 
         def step(batch):
