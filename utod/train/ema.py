@@ -31,15 +31,21 @@ class EMA:
         return tf.minimum(tf.constant(self.decay, tf.float32), (1.0 + u) / (10.0 + u))
 
     def update(self) -> None:
-        """One EMA step from the model's current weights (call after the optimiser step)."""
+        """One EMA step from the model's current weights (call after the optimiser step).
+
+        Written as ``e -= (1 - d) * (e - w)``; on plain (not distributed) float32 variables that
+        is TensorFlow's fused ``ResourceApplyGradientDescent`` kernel, 2 ops per weight
+        instead of 5 (the model has ~300 weights counting BN statistics)."""
         self.updates.assign_add(1)
-        d = self.current_decay()
+        rate = 1.0 - self.current_decay()
         for e, w in zip(self.shadow, self._model.weights):
             if not e.dtype.is_floating:
                 e.assign(w)
-                continue
-            dd = tf.cast(d, e.dtype)
-            e.assign(dd * e + (1.0 - dd) * tf.cast(w, e.dtype))
+            elif e.dtype == tf.float32 and not isinstance(e, tf.distribute.DistributedValues):
+                tf.raw_ops.ResourceApplyGradientDescent(var=e.handle, alpha=rate,
+                                                        delta=e.read_value() - tf.cast(w, tf.float32))
+            else:
+                e.assign_sub(tf.cast(rate, e.dtype) * (e - tf.cast(w, e.dtype)))
 
     def copy_to(self, target_model) -> None:
         """Write the EMA weights into ``target_model`` (same architecture)."""
