@@ -53,9 +53,18 @@ def main() -> None:
             "log_interval": 1000, "num_workers": args.workers, "no_aug": args.no_aug,
         }
         t0 = time.perf_counter()
-        run_training(flags)
+        trainer = run_training(flags)
         wall = time.perf_counter() - t0
         rows = list(csv.DictReader((Path(tmp) / "run" / "results.csv").open()))
+        # calibration: the same compiled step on one fixed batch, input pipeline idle. Shared VMs
+        # change speed over time; compare throughputs only where this number is the same.
+        batch = trainer.train_data.make_batch(0, 0)
+        times = []
+        for _ in range(8):
+            t = time.perf_counter()
+            [v.numpy() for v in trainer._train_step(batch).values()]
+            times.append(time.perf_counter() - t)
+        step_s = float(np.median(times[2:]))
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print("\n=== bench_train ===")
     for r in rows:
@@ -65,6 +74,8 @@ def main() -> None:
           f"range {min(steady):.1f}-{max(steady):.1f} over {len(steady)} epoch(s) "
           f"(width {args.width}, batch {args.batch_size}, 64x64, {'no' if args.no_aug else 'default'} augmentation, EMA)")
     print(f"first epoch (incl. decode + cache build, tracing): {float(rows[0]['img_per_s']):.1f} img/s")
+    print(f"compiled step alone on a fixed batch (this machine's ceiling right now): {step_s:.3f} s/batch = "
+          f"{args.batch_size / step_s:.1f} img/s")
     print(f"peak RSS: {rss_gb:.2f} GB; wall time {wall:.0f}s for {args.epochs} epochs incl. validation")
 
 
