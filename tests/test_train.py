@@ -140,11 +140,43 @@ def _utod(*args: str, env_extra: dict | None = None, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw)
 
 
-def test_resume_after_kill_9_continues_where_it_stopped(shapes_dir, tmp_path):
+RESUME_ARGS = [*TINY, "--epochs", "3", "--use-ema"]  # 4 steps per epoch on shapes_dir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shapes_dir, tmp_path_factory) -> list[dict[str, str]]:
+    """results.csv rows of the run that the interrupted-and-resumed runs must reproduce."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    proc = _utod("train", "--image-dir", str(shapes_dir), *RESUME_ARGS, "--ckpt-out", str(root / "run"),
+                 env_extra={"UTOD_CACHE_DIR": str(root / "cache")})
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return _rows(root / "run")
+
+
+def _resume_and_compare(run: Path, uninterrupted: list[dict[str, str]]) -> str:
+    """Resume ``run`` to the end; it must be the uninterrupted run: same batches, optimiser and
+    EMA state, so the same per-epoch losses (the interrupted epoch mixes saved and new step
+    sums) and metrics, and no step lost or repeated."""
+    from utod.model.io import read_checkpoint_meta
+
+    resumed = _utod("train", "--resume", str(run))
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert "Resumed" in out
+    assert [r["epoch"] for r in _rows(run)] == ["1", "2", "3"]
+    meta = read_checkpoint_meta(next(run.glob("last_utod_0003_*.keras")))
+    assert meta["extra"]["step"] == 3 * 4
+    for got, want in zip(_rows(run), uninterrupted, strict=True):
+        for key in ("train_loss", "train_box", "train_obj", "train_cls", "val_loss", "map50", "map50_95"):
+            assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-4, abs=1e-6), (got["epoch"], key)
+    return out
+
+
+def test_resume_after_kill_9_continues_where_it_stopped(shapes_dir, tmp_path, uninterrupted):
     run = tmp_path / "killed"
-    args = ["train", "--image-dir", str(shapes_dir), *TINY, "--epochs", "3", "--ckpt-out", str(run),
-            "--save-interval", "1", "--use-ema"]
-    proc = _utod(*args)
+    proc = _utod("train", "--image-dir", str(shapes_dir), *RESUME_ARGS, "--ckpt-out", str(run),
+                 "--save-interval", "1")
     state = run / "train_state" / "checkpoint"
     deadline = time.time() + 240
     killed_at = None
@@ -152,7 +184,7 @@ def test_resume_after_kill_9_continues_where_it_stopped(shapes_dir, tmp_path):
         while time.time() < deadline and proc.poll() is None:
             if state.is_file():
                 text = state.read_text()
-                # 4 steps per epoch: wait for a save in the middle of epoch 2 (step 6 or 7)
+                # wait for a save in the middle of epoch 2 (step 6 or 7)
                 steps = [int(s.rsplit("-", 1)[1].strip('"')) for s in text.split() if s.strip('"').startswith("ckpt-")]
                 if steps and max(steps) >= 6:
                     killed_at = max(steps)
@@ -163,25 +195,28 @@ def test_resume_after_kill_9_continues_where_it_stopped(shapes_dir, tmp_path):
         proc.wait(timeout=60)
     assert killed_at is not None, proc.stdout.read()
     assert not list(run.glob("*.tmp"))
-    resumed = _utod("train", "--resume", str(run))
-    out, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, out
-    assert "Resumed" in out
-    epochs = [r["epoch"] for r in _rows(run)]
-    assert epochs == ["1", "2", "3"], epochs
-    from utod.model.io import read_checkpoint_meta
+    _resume_and_compare(run, uninterrupted)
 
-    meta = read_checkpoint_meta(next(run.glob("last_utod_0003_*.keras")))
-    assert meta["extra"]["step"] == 3 * 4  # no step lost or repeated
-    # the interrupted + resumed run is the uninterrupted run: same batches, optimiser and EMA
-    # state, so the same per-epoch losses (epoch 2 mixes saved and new step sums) and metrics
-    reference = tmp_path / "uninterrupted"
-    ref = _utod(*args[:args.index("--ckpt-out")], "--ckpt-out", str(reference), "--save-interval", "1", "--use-ema")
-    ref_out, _ = ref.communicate(timeout=300)
-    assert ref.returncode == 0, ref_out
-    for got, want in zip(_rows(run), _rows(reference), strict=True):
-        for key in ("train_loss", "train_box", "train_obj", "train_cls", "val_loss", "map50", "map50_95"):
-            assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-4, abs=1e-6), (got["epoch"], key)
+
+def test_sigterm_saves_the_position_and_resume_continues(shapes_dir, tmp_path, uninterrupted):
+    """No periodic saves: the state written on SIGTERM alone must hold the epoch position."""
+    run = tmp_path / "stopped"
+    proc = _utod("train", "--image-dir", str(shapes_dir), *RESUME_ARGS, "--ckpt-out", str(run),
+                 "--save-interval", "0")
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "results.csv").is_file() and len(_rows(run)) == 1:  # epoch 2 has begun
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.02)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "State saved to" in out, out
+    resumed_out = _resume_and_compare(run, uninterrupted)
+    assert "epoch(s) done" in resumed_out
 
 
 def test_mirrored_strategy_on_two_logical_cpus(shapes_dir, tmp_path):

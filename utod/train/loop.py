@@ -147,13 +147,12 @@ class Trainer:
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
         use_feat = distill is not None and cfg.feature_distill_weight > 0
-        trained = self._trainable_variables()
-        kernels = (AdamWKernels(opt, trained)
-                   if AdamWKernels.supports(opt, trained, replicas=replicas, use_amp=cfg.use_amp) else None)
+        variables = self._trainable_variables()  # model + distillation adapter, as the optimizer was built
+        kernels = (AdamWKernels(opt, variables)
+                   if AdamWKernels.supports(opt, variables, replicas=replicas, use_amp=cfg.use_amp) else None)
 
         def replica_step(batch):
             images = batch["image"]
-            variables = self._trainable_variables()
             with tf.GradientTape() as tape:
                 if use_feat:
                     raw, feat = model.call_with_features(images, training=True)
@@ -336,8 +335,12 @@ class Trainer:
         keys = (*LOSS_KEYS, "distill")
         restored = self.epoch_loss_sums.numpy() if skip_steps else np.zeros(len(keys))
         sums = dict(zip(keys, restored.tolist()))
-        n = skip_steps
-        step_idx = skip_steps
+        step_idx = skip_steps  # batches of this epoch done (the loss sums cover all of them)
+
+        def record_position() -> None:  # the resumable position; only a saved state needs it
+            self.step_in_epoch.assign(step_idx)
+            self.epoch_loss_sums.assign([sums[k] for k in keys])
+
         progress = Progress(self.steps_per_epoch, epoch + 1, cfg.epochs)
         t0 = time.perf_counter()
         images = 0
@@ -345,35 +348,33 @@ class Trainer:
             out = self._train_step(next(batches))
             vals = {k: float(v.numpy()) for k, v in out.items()}
             step_idx += 1
-            global_step = int(self.optimizer.iterations.numpy())
             if not math.isfinite(vals["total"]):
                 progress.close()
                 last = self.state_manager.latest_checkpoint or "none yet"
                 raise NonFiniteLossError(
-                    f"non-finite loss at step {global_step} (epoch {epoch + 1}, batch {step_idx}): "
-                    + ", ".join(f"{k}={v}" for k, v in vals.items())
+                    f"non-finite loss at step {int(self.optimizer.iterations.numpy())} (epoch {epoch + 1}, "
+                    f"batch {step_idx}): " + ", ".join(f"{k}={v}" for k, v in vals.items())
                     + f". Training stopped; nothing from this step was saved. Last good train state: {last}; "
                       f"try a lower --lr or --grad-clip-norm, then --resume {self.run_dir}"
                 )
             for k, v in vals.items():
                 sums[k] += v
-            n += 1
             images += cfg.batch_size
-            self.step_in_epoch.assign(step_idx)
-            self.epoch_loss_sums.assign([sums[k] for k in keys])
             if step_idx % max(1, cfg.log_interval) == 0 or step_idx == self.steps_per_epoch:
-                progress.update(step_idx, images, {k: sums[k] / n for k in ("total", "box", "obj", "cls")})
-                with self.writer.as_default(step=global_step):
+                progress.update(step_idx, images, {k: sums[k] / step_idx for k in ("total", "box", "obj", "cls")})
+                with self.writer.as_default(step=int(self.optimizer.iterations.numpy())):
                     for k, v in vals.items():
                         tf.summary.scalar(f"train_step/{k}", v)
                     tf.summary.scalar("train_step/lr", float(self.schedule(self.optimizer.iterations)))
             if self.stop_requested:
+                record_position()  # fit() saves the state after this epoch loop returns
                 break
             if cfg.save_interval > 0 and step_idx % cfg.save_interval == 0 and step_idx < self.steps_per_epoch:
+                record_position()
                 self.save_state()
         progress.close()
         seconds = time.perf_counter() - t0
-        means = {k: v / max(1, n) for k, v in sums.items() if k != "distill" or self.distill is not None}
+        means = {k: v / max(1, step_idx) for k, v in sums.items() if k != "distill" or self.distill is not None}
         return means, images / max(seconds, 1e-9), seconds
 
     def evaluate(self) -> dict[str, Any]:

@@ -34,12 +34,10 @@ class AdamWKernels:
     """``apply(grads)`` = ``optimizer.apply_gradients(zip(grads, variables))`` for a plain AdamW.
 
     ``variables``: the ones ``optimizer`` was built for; ``grads``: same order, no ``None``.
-    Call ``apply`` inside the compiled train step.
+    Call ``apply`` inside the compiled train step; build it only where ``supports`` is True.
     """
 
     def __init__(self, optimizer, variables: Sequence[tf.Variable]) -> None:
-        if not self.supports(optimizer, variables, replicas=1, use_amp=False):
-            raise ValueError("AdamWKernels needs a plain tf-keras AdamW over float32 variables on one replica")
         self.optimizer = optimizer
         self.variables = list(variables)
         index = optimizer._index_dict  # one momentum / velocity slot per built variable
@@ -90,5 +88,5 @@ class AdamWKernels:
                 tf.raw_ops.ResourceApplyGradientDescent(var=w.handle, alpha=decay, delta=w.read_value())
             tf.raw_ops.ResourceApplyAdam(var=w.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power,
                                          beta2_power=beta_2_power, lr=lr, beta1=beta_1, beta2=beta_2,
-                                         epsilon=epsilon, grad=tf.cast(g, tf.float32))
+                                         epsilon=epsilon, grad=g)
         opt.iterations.assign_add(1)
