@@ -41,6 +41,11 @@ DET_LAYOUT = ("detections: [B, K, 6] rows (score, class_id, cx, cy, w, h) normal
 MODEL_SUFFIXES = (".keras", ".onnx", ".tflite")
 
 
+# Decode threshold for mAP: low enough to keep (nearly) the whole precision/recall curve.
+MAP_CONF_THRESH = 0.001
+MAP_EXPORT_ADVICE = f"export with --conf-thresh {MAP_CONF_THRESH:g} (or --no-post) for mAP evaluation"
+
+
 # ---------------------------------------------------------------------- model description
 @dataclass
 class ModelInfo:
@@ -77,6 +82,12 @@ class ModelInfo:
     def has_postprocess(self) -> bool:
         """True when the file outputs final detections (threshold, NMS IoU and K baked in)."""
         return self.output == "detections"
+
+    @property
+    def cuts_pr_curve(self) -> bool:
+        """True when baked-in post-processing drops detections a mAP evaluation would use
+        (its conf threshold is above ``MAP_CONF_THRESH``)."""
+        return self.has_postprocess and self.conf_thresh > MAP_CONF_THRESH + 1e-12
 
     def baked_in(self) -> str:
         """One line naming the post-processing settings a "detections" model has baked in."""
@@ -549,7 +560,6 @@ def evaluate_detector(detector: Detector, items: Sequence[Any], *, conf_thresh: 
     iou = info.nms_iou if iou_thresh is None else float(iou_thresh)
     if info.has_postprocess:  # what the file can give: nothing below its threshold, its own NMS
         conf = max(conf, info.conf_thresh)
-        iou = info.nms_iou if iou_thresh is None else iou
     gts = []
     for it in items:
         labels, keep = contiguous_labels(it.labels, info)

@@ -64,12 +64,14 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
 def decode_note(result: dict, info) -> str:
     """Which decode settings the mAP was computed with; for a file with post-processing inside,
     the settings it has baked in and what that means for the mAP."""
+    from utod.inference import MAP_EXPORT_ADVICE
+
     conf, iou = result["effective_conf_thresh"], result["effective_nms_iou"]
     if not info.has_postprocess:
         return f"decoded with conf >= {conf:g}, NMS IoU {iou:g}"
     text = (f"built-in post-processing: {info.baked_in()} (baked into the file); the mAP is computed "
             f"on the detections it outputs (conf >= {conf:g})")
-    if info.conf_thresh > 0.001 + 1e-12:
+    if info.cuts_pr_curve:
         text += (f", so the precision/recall curve stops at score {info.conf_thresh:g} and the mAP is lower "
-                 "than the checkpoint's; export with --conf-thresh 0.001 (or --no-post) for mAP evaluation")
+                 f"than the checkpoint's; {MAP_EXPORT_ADVICE}")
     return text

@@ -96,7 +96,13 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     import numpy as np
 
     from utod.export import check_parity, compare_quantised, export_onnx, export_tflite, synthetic_images
-    from utod.inference import KerasDetector, load_detector, load_eval_items
+    from utod.inference import (
+        MAP_CONF_THRESH,
+        MAP_EXPORT_ADVICE,
+        KerasDetector,
+        load_detector,
+        load_eval_items,
+    )
     from utod.metrics import format_report
     from utod.model.io import load_checkpoint
 
@@ -132,9 +138,8 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
         click.echo(f"simplified with {info.extra['simplified']}")
     if info.has_postprocess:
         click.echo(f"post-processing baked in: {info.baked_in()}")
-        if info.conf_thresh > 0.001 + 1e-12:
-            click.echo("note: detections below this threshold cannot come out of the file; for a file meant "
-                       "for mAP evaluation export with --conf-thresh 0.001")
+        if info.cuts_pr_curve:
+            click.echo(f"note: detections below this threshold cannot come out of the file; {MAP_EXPORT_ADVICE}")
     if skip_check:
         return True
 
@@ -148,7 +153,8 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     click.echo(report.format() + f" [{source}]" + (" (int8: difference reported, not checked)" if int8 else ""))
     if int8 and items:
         eval_items = load_eval_items(image_dir, keras_det.info, split=split, log=None, **split_cfg)
-        quant = compare_quantised(keras_det, exported, eval_items, conf_thresh=min(0.001, keras_det.info.conf_thresh),
+        quant = compare_quantised(keras_det, exported, eval_items,
+                                  conf_thresh=min(MAP_CONF_THRESH, keras_det.info.conf_thresh),
                                   source=f"{split} split of {image_dir}")
         click.echo(quant.format())
         click.echo("int8 model in detail:")

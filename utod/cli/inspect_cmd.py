@@ -133,13 +133,13 @@ def _postprocessing(info_json: str | None) -> str | None:
     """What an exported file does after the network: baked-in NMS settings, or raw output."""
     if not info_json:
         return None
-    from utod.inference import ModelInfo
+    from utod.inference import MAP_EXPORT_ADVICE, ModelInfo
 
     info = ModelInfo.from_json(info_json)
     if not info.has_postprocess:
         return "none: raw map output, decoded and NMS'd outside the model"
     return (f"baked in: {info.baked_in()} (detections below conf {info.conf_thresh:g} cannot come out; "
-            "export with --conf-thresh 0.001 for mAP evaluation)")
+            f"{MAP_EXPORT_ADVICE})")
 
 
 def _matrix(rows: list[list[float]] | None) -> list[str]:

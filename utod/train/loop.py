@@ -23,6 +23,7 @@ import numpy as np
 
 from utod._keras import keras, tf
 from utod.config import TrainConfig
+from utod.inference import MAP_CONF_THRESH  # detections kept for COCO mAP (P/R use --conf-thresh)
 from utod.loss import LOSS_KEYS
 from utod.train.ema import EMA
 from utod.train.outputs import (
@@ -35,8 +36,6 @@ from utod.train.outputs import (
 )
 from utod.train.schedule import WarmupCosine
 from utod.train.update import AdamWKernels
-
-EVAL_CONF = 0.001  # detections kept for COCO mAP (P/R use --conf-thresh)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -205,7 +204,7 @@ class Trainer:
             raw = tf.cast(model(batch["image"], training=False), tf.float32)
             parts = loss_fn(raw, batch["boxes"], batch["labels"], batch["mask"], model.effective_anchors())
             dets, num = postprocess(raw, model.effective_anchors(), model.num_anchors, model.num_classes,
-                                    model.has_quality, score_mode, mcfg.quality_power, EVAL_CONF,
+                                    model.has_quality, score_mode, mcfg.quality_power, MAP_CONF_THRESH,
                                     mcfg.nms_iou, mcfg.max_detections)
             return {k: parts[k] for k in LOSS_KEYS}, dets, num
 
