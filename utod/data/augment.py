@@ -33,13 +33,13 @@ from utod.errors import ConfigError
 from utod.registry import PluginError, Registry, get_registry, validate_options
 
 KIND = "augmentation"
+DEFAULT_AUG_PATH = Path(__file__).with_name("default_aug.yaml")
+
+AugOps = list[tuple[str, dict[str, Any]]]
 
 
 class AugmentationError(PluginError):
     """An augmentation raised or broke its contract (message names the op, later the image)."""
-DEFAULT_AUG_PATH = Path(__file__).with_name("default_aug.yaml")
-
-AugOps = list[tuple[str, dict[str, Any]]]
 
 
 def _read_yaml(path: Path) -> Any:
