@@ -92,7 +92,8 @@ def main() -> None:
 
     from utod._keras import tf
     from utod.export import export_onnx, export_tflite, synthetic_images
-    from utod.inference import OnnxDetector, TfliteDetector
+    from utod.infer.onnx_backend import OnnxDetector
+    from utod.infer.tflite_backend import TfliteDetector
 
     out = args.out or tempfile.mkdtemp(prefix="utod_bench_")
     os.makedirs(out, exist_ok=True)
@@ -142,7 +143,7 @@ def main() -> None:
 
 
 def _info(model):
-    from utod.inference import info_from_model
+    from utod.infer.modelinfo import info_from_model
 
     return info_from_model(model)
 

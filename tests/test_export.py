@@ -37,7 +37,8 @@ def tiny(tmp_path_factory):
 
 def test_onnx_post_nhwc_matches_keras_and_carries_metadata(tiny):
     from utod.export import check_parity, export_onnx, read_onnx_metadata, synthetic_images
-    from utod.inference import ModelInfo, OnnxDetector, info_from_model
+    from utod.infer.modelinfo import ModelInfo, info_from_model
+    from utod.infer.onnx_backend import OnnxDetector
 
     model, _, folder = tiny
     path = folder / "post.onnx"
@@ -64,7 +65,7 @@ def test_onnx_post_nhwc_matches_keras_and_carries_metadata(tiny):
 
 def test_onnx_raw_nchw_dynamic_batch(tiny):
     from utod.export import check_parity, export_onnx, synthetic_images
-    from utod.inference import OnnxDetector
+    from utod.infer.onnx_backend import OnnxDetector
 
     model, _, folder = tiny
     path = folder / "raw_nchw.onnx"
@@ -84,7 +85,7 @@ def test_onnx_raw_nchw_dynamic_batch(tiny):
 
 def test_tflite_float_raw_parity_and_metadata(tiny):
     from utod.export import check_parity, export_tflite, synthetic_images
-    from utod.inference import TfliteDetector
+    from utod.infer.tflite_backend import TfliteDetector
 
     model, _, folder = tiny
     path = folder / "m_raw.tflite"
@@ -102,7 +103,7 @@ def test_tflite_float_raw_parity_and_metadata(tiny):
 @pytest.mark.slow
 def test_tflite_float_post_parity(tiny):
     from utod.export import check_parity, export_tflite, synthetic_images
-    from utod.inference import TfliteDetector
+    from utod.infer.tflite_backend import TfliteDetector
 
     model, _, folder = tiny
     path = folder / "m.tflite"
@@ -116,7 +117,7 @@ def test_tflite_float_post_parity(tiny):
 @pytest.mark.slow
 def test_tflite_int8_runs_close_to_float(tiny):
     from utod.export import check_parity, export_tflite, synthetic_images
-    from utod.inference import TfliteDetector
+    from utod.infer.tflite_backend import TfliteDetector
 
     model, _, folder = tiny
     path = folder / "m_int8.tflite"
@@ -129,7 +130,7 @@ def test_tflite_int8_runs_close_to_float(tiny):
 
 
 def model_info(model):
-    from utod.inference import info_from_model
+    from utod.infer.modelinfo import info_from_model
 
     return info_from_model(model)
 

@@ -155,6 +155,6 @@ def test_cli_int8_reports_float_and_int8_map(trained):
     int8_map, int8_map50 = _map_line(res.output, "int8 (TFLite)")
     assert float_map50 > 0.2
     assert abs(int8_map50 - float_map50) < 0.15 and abs(int8_map - float_map) < 0.15, res.output
-    from utod.inference import TfliteDetector
+    from utod.infer.tflite_backend import TfliteDetector
 
     assert TfliteDetector(str(path)).input_detail["dtype"] == np.int8

@@ -11,7 +11,7 @@ ONNX graph (``export_onnx``), input ``images`` float32 RGB in [0, 1]:
 * ``post=False``: ``raw`` [N, Hg, Wg, A*(5+Q+C)] (NCHW ``[N, A*(5+Q+C), Hg, Wg]`` with
   ``nchw=True``) plus the constants ``anchors`` [A, 2] and ``wh_scale`` [A, 2] so a device
   can decode it (formulas in the metadata).
-* ``metadata_props`` carry a :class:`utod.inference.ModelInfo` (class names/ids, input size
+* ``metadata_props`` carry a :class:`utod.infer.modelinfo.ModelInfo` (class names/ids, input size
   and layout, resize backend, anchors, wh_scale, score mode, quality power, has_quality,
   num_classes, output layout, utod version).
 
@@ -34,16 +34,12 @@ from typing import Any
 import numpy as np
 
 from utod.errors import ConfigError
-from utod.inference import (
-    Detector,
-    ImageDetections,
-    KerasDetector,
-    ModelInfo,
-    add_tflite_metadata,
-    info_from_model,
-    quiet_fd2,
-    split_detections,
-)
+from utod.infer.decode import ImageDetections, split_detections
+from utod.infer.detector import Detector
+from utod.infer.keras_backend import KerasDetector
+from utod.infer.metadata import add_tflite_metadata
+from utod.infer.modelinfo import ModelInfo, info_from_model
+from utod.quiet import quiet_fd2
 
 DEFAULT_OPSET = 17
 RAW_TOLERANCE = 1e-3  # max |ONNX/TFLite - Keras| on the raw map (float32 exports)
@@ -308,7 +304,7 @@ class QuantisationReport:
 def compare_quantised(float_detector: Detector, int8_detector: Detector, items: Sequence[Any], *,
                       conf_thresh: float = 0.001, source: str = "") -> QuantisationReport:
     """Evaluate both detectors on ``items`` (labelled ``DatasetItem``s) with the same thresholds."""
-    from utod.inference import evaluate_detector
+    from utod.infer.evaluate import evaluate_detector
 
     if not items:
         raise ConfigError("no labelled images to compare the int8 model with the float one")

@@ -40,7 +40,8 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
     mAP evaluation; a higher baked threshold cuts the precision/recall curve short.
     """
     with user_errors():
-        from utod.inference import evaluate_detector, load_detector, load_eval_items
+        from utod.infer.evaluate import evaluate_detector, load_eval_items
+        from utod.infer.load import load_detector
         from utod.metrics import format_report
 
         detector = load_detector(model_path)
@@ -64,7 +65,7 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
 def decode_note(result: dict, info) -> str:
     """Which decode settings the mAP was computed with; for a file with post-processing inside,
     the settings it has baked in and what that means for the mAP."""
-    from utod.inference import MAP_EXPORT_ADVICE
+    from utod.infer.modelinfo import MAP_EXPORT_ADVICE
 
     conf, iou = result["effective_conf_thresh"], result["effective_nms_iou"]
     if not info.has_postprocess:

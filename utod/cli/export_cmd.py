@@ -96,13 +96,10 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     import numpy as np
 
     from utod.export import check_parity, compare_quantised, export_onnx, export_tflite, synthetic_images
-    from utod.inference import (
-        MAP_CONF_THRESH,
-        MAP_EXPORT_ADVICE,
-        KerasDetector,
-        load_detector,
-        load_eval_items,
-    )
+    from utod.infer.evaluate import load_eval_items
+    from utod.infer.keras_backend import KerasDetector
+    from utod.infer.load import load_detector
+    from utod.infer.modelinfo import MAP_CONF_THRESH, MAP_EXPORT_ADVICE
     from utod.metrics import format_report
     from utod.model.io import load_checkpoint
 

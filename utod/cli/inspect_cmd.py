@@ -106,7 +106,7 @@ def onnx_report(path: str) -> dict[str, Any]:
 
 
 def tflite_report(path: str) -> dict[str, Any]:
-    from utod.inference import TfliteDetector
+    from utod.infer.tflite_backend import TfliteDetector
 
     det = TfliteDetector(path)
     it = det.interpreter
@@ -133,7 +133,7 @@ def _postprocessing(info_json: str | None) -> str | None:
     """What an exported file does after the network: baked-in NMS settings, or raw output."""
     if not info_json:
         return None
-    from utod.inference import MAP_EXPORT_ADVICE, ModelInfo
+    from utod.infer.modelinfo import MAP_EXPORT_ADVICE, ModelInfo
 
     info = ModelInfo.from_json(info_json)
     if not info.has_postprocess:

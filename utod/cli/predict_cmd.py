@@ -105,7 +105,7 @@ def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_fr
         images, videos = collect_inputs(inputs)
         if inputs and not images and not videos and camera is None:
             raise UtodCliError("no images or videos found in the given inputs")
-        from utod.inference import load_detector
+        from utod.infer.load import load_detector
 
         detector = load_detector(model_path)
         out = Path(out_dir)
@@ -125,7 +125,7 @@ def _predict_images(detector, paths, out, conf, iou, batch_size, draw_boxes) -> 
     import cv2
 
     from utod.errors import DataError
-    from utod.inference import read_image
+    from utod.infer.preprocess import read_image
 
     records = []
     names = detector.info.class_names
@@ -162,7 +162,7 @@ def open_capture(source: str | int) -> Any:
     opened (OpenCV's own backend warnings are kept off the terminal)."""
     import cv2
 
-    from utod.inference import quiet_fd2
+    from utod.quiet import quiet_fd2
 
     with quiet_fd2():  # V4L2/FFMPEG "can't open camera by index" warnings
         cap = cv2.VideoCapture(source)

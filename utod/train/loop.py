@@ -23,7 +23,7 @@ import numpy as np
 
 from utod._keras import keras, tf
 from utod.config import TrainConfig
-from utod.inference import MAP_CONF_THRESH  # detections kept for COCO mAP (P/R use --conf-thresh)
+from utod.infer.modelinfo import MAP_CONF_THRESH  # detections kept for COCO mAP (P/R use --conf-thresh)
 from utod.loss import LOSS_KEYS
 from utod.train.ema import EMA
 from utod.train.outputs import (
