@@ -1,6 +1,6 @@
 """Model sizes: parameters, multiply-adds / FLOPs and CPU forward latency per width.
 
-Reference configuration (spec/model.md): BN, residual backbone, ReLU, 8 anchors, 1 class,
+Reference configuration (docs/model.md §5): BN, residual backbone, ReLU, 8 anchors, 1 class,
 64x64 input, improved head + IoU-aware + ESE + large-object branch (depth 2, scale 1.25).
 
     .venv/bin/python bench/bench_model.py                       # print the table
@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> None:
         "measured with `.venv/bin/python bench/bench_model.py`. At small widths this is dominated by TensorFlow's "
         "per-call overhead (a few ms), not by arithmetic; the published 0.60-0.77 ms for N (W=64) is an "
         "ONNX Runtime figure (see bench/bench_export.py for ORT / TFLite latency of exported models).",
-        "Published sizes for comparison (trainable): R (W=16) 0.13 M, Z (W=32) 0.51 M, N (W=64) 1.98 M and "
-        "0.22 GFLOPs, L (W=256) 30.92 M.",
+        "Published UHD sizes for comparison (trainable, rounded, counted on the PyTorch model, so they agree "
+        "only approximately): R (W=16) 0.13 M, Z (W=32) 0.51 M, N (W=64) 1.98 M and 0.22 GFLOPs, L (W=256) "
+        "30.92 M. The exact reference is the seed's Keras model, whose trainable counts equal the column above.",
     ]
     table = "\n".join(lines + notes)
     print()

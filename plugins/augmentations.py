@@ -1,6 +1,6 @@
 """Built-in augmentations (registration only; the code is in utod_plugins.impl.augment_*).
 
-The 27 op names of the seed's aug.yaml (spec §3.4), with their defaults; ``prob`` defaults
+The 27 op names of the seed's aug.yaml (docs/pipeline.md §3.4), with their defaults; ``prob`` defaults
 follow the seed (a mapping without ``prob``): 1.0 for MixUp/Mosaic, 0.5 for
 RandomPhotometricDistort, 0.3 for CopyPaste, 0 otherwise. No TensorFlow is imported.
 """
@@ -33,7 +33,7 @@ BUILTIN_AUGMENTATIONS = {
     "RandomHSV": (f"{_C}:RandomHSV", "HSV gains 1 + U(-1,1) * gain",
                   {"prob": 0.0, "hue_gain": 0.0, "saturation_gain": 0.0, "value_gain": 0.0}),
     "RandomPhotometricDistort": (f"{_C}:RandomPhotometricDistort",
-                                 "brightness, contrast and HSV jitter in random order (seed K)", {"prob": 0.5}),
+                                 "brightness, contrast and HSV jitter in random order (the seed's)", {"prob": 0.5}),
     "Blur": (f"{_C}:Blur", "box blur, odd kernel ~ blur_limit", {"prob": 0.0, "blur_limit": [3, 7]}),
     "MedianBlur": (f"{_C}:MedianBlur", "median blur, odd kernel ~ blur_limit", {"prob": 0.0, "blur_limit": [3, 7]}),
     "MotionBlur": (f"{_C}:MotionBlur", "line-kernel motion blur", {"prob": 0.0, "blur_limit": [5, 15]}),

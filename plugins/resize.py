@@ -1,6 +1,6 @@
 """Built-in resize backends (registration only; the code is in utod_plugins.impl.resize).
 
-Seed K's three names are all OpenCV (spec §2.1): ``opencv_inter_nearest`` (default) and
+The seed's three names are all OpenCV (docs/pipeline.md §2.1): ``opencv_inter_nearest`` (default) and
 ``keras_nearest`` are ``cv2.INTER_NEAREST``; ``keras_bilinear`` is ``cv2.INTER_LINEAR`` (not
 TF's half-pixel bilinear, despite the name). ``tf_bilinear`` is the real
 ``tf.image.resize(bilinear, half_pixel_centers)``.
@@ -16,9 +16,9 @@ def register_resize_backends(register):
     register("opencv_inter_nearest", f"{_IMPL}:OpenCVNearest",
              summary="cv2.resize INTER_NEAREST (default; matches ONNX nearest/asymmetric/floor)", params={})
     register("keras_nearest", f"{_IMPL}:OpenCVNearest",
-             summary="seed K name: the same cv2.resize INTER_NEAREST", params={})
+             summary="seed name: the same cv2.resize INTER_NEAREST", params={})
     register("keras_bilinear", f"{_IMPL}:OpenCVLinear",
-             summary="seed K name: cv2.resize INTER_LINEAR (OpenCV linear, not TF bilinear)", params={})
+             summary="seed name: cv2.resize INTER_LINEAR (OpenCV linear, not TF bilinear)", params={})
     register("opencv_inter_linear", f"{_IMPL}:OpenCVLinear", summary="cv2.resize INTER_LINEAR", params={})
     register("opencv_inter_area", f"{_IMPL}:OpenCVArea",
              summary="cv2.resize INTER_AREA (pixel-area averaging; best for big downscales)", params={})

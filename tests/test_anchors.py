@@ -1,4 +1,4 @@
-"""Auto-anchors (loss spec §7.2, §12.8), anchor strings and the ``utod anchors`` command."""
+"""Auto-anchors (docs/loss.md §7.2, §12.8), anchor strings and the ``utod anchors`` command."""
 
 from __future__ import annotations
 

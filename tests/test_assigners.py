@@ -1,4 +1,4 @@
-"""Target assigners: legacy (loss spec §1.1, §12.3, §12.7) and SimOTA (YOLOX-style)."""
+"""Target assigners: legacy (docs/loss.md §1.1, §12.3, §12.7) and SimOTA (YOLOX-style)."""
 
 from __future__ import annotations
 

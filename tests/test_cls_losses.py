@@ -1,4 +1,4 @@
-"""BCE and varifocal classification losses (loss spec §4, §12.2)."""
+"""BCE and varifocal classification losses (docs/loss.md §4, §12.2)."""
 
 from __future__ import annotations
 

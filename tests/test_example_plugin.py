@@ -33,7 +33,7 @@ PROVIDER, VERSION = PROJECT["name"], PROJECT["version"]
 ENTRY_POINTS = PROJECT["entry-points"]["utod"]
 IMPL_MODULES = ("utod_example_plugin.iou", "utod_example_plugin.atss", "utod_example_plugin.gridmask")
 
-# Loss spec §12.1 box pair: p = (0.50, 0.50, 0.20, 0.30), t = (0.55, 0.45, 0.25, 0.20).
+# docs/loss.md §12.1 box pair: p = (0.50, 0.50, 0.20, 0.30), t = (0.55, 0.45, 0.25, 0.20).
 P_BOX, T_BOX = (0.50, 0.50, 0.20, 0.30), (0.55, 0.45, 0.25, 0.20)
 IOU_PT = 0.46666604444527393  # inter 0.035 / (0.075 + 1e-7)
 DIOU_PT = IOU_PT - 0.005 / 0.165625  # rho^2 = 0.005, enclosing 0.275 x 0.300 -> c^2 = 0.165625

@@ -1,4 +1,4 @@
-"""IoU / GIoU / CIoU similarities against the reference values of loss spec §12.1."""
+"""IoU / GIoU / CIoU similarities against the reference values of docs/loss.md §12.1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The composed DetectionLoss against the reference breakdowns of loss spec §12.4-§12.7."""
+"""The composed DetectionLoss against the reference breakdowns of docs/loss.md §12.4-§12.7."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ RTOL = 1e-5
 
 
 def reference_raw(d: int, a: int = 2) -> np.ndarray:
-    """Spec §12.4 raw map in NHWC: raw[0, y, x, c] = 0.1 * ((3c + 5y + 2x) mod 11) - 0.5."""
+    """docs/loss.md §12.4 raw map in NHWC: raw[0, y, x, c] = 0.1 * ((3c + 5y + 2x) mod 11) - 0.5."""
     c, y, x = np.meshgrid(np.arange(a * d), np.arange(2), np.arange(2), indexing="ij")
     values = 0.1 * ((3 * c + 5 * y + 2 * x) % 11) - 0.5  # [A*D, 2, 2]
     return np.transpose(values, (1, 2, 0))[None].astype(np.float32)
@@ -96,7 +96,7 @@ def test_legacy_collision_full_loss(registry):
 
 
 def test_simota_on_the_reference_input(registry):
-    """§12.6: on a 2x2 grid every prediction is in the centre prior and the cost ranking agrees
+    """docs/loss.md §12.6: on a 2x2 grid every prediction is in the centre prior and the cost ranking agrees
     with the reference's IoU ranking, so the breakdown is the same."""
     loss = build_loss(registry, assigner="simota", iou_loss="giou", cls_loss="vfl", num_anchors=2,
                       num_classes=1, has_quality=False)
@@ -113,7 +113,7 @@ def test_float16_raw_is_computed_in_float32(registry):
 
 @pytest.mark.parametrize("obj_target", ["auto", "iou"])
 def test_soft_targets_carry_no_gradient(registry, obj_target):
-    """Quality and IoU objectness losses must not push gradient into tx..th (spec §5, §11.2)."""
+    """Quality and IoU objectness losses must not push gradient into tx..th (docs/loss.md §5, §11)."""
     loss = build_loss(registry, iou_loss="ciou", num_anchors=2, num_classes=1, has_quality=True,
                       obj_target=obj_target)
     raw = tf.Variable(reference_raw(7))
@@ -211,7 +211,7 @@ def test_third_party_iou_loss_is_used(registry):
     before = _ScaledIoU.calls
     out = loss(reference_raw(6), *gts([G0, G1], [0, 0]), ANCHORS)
     assert _ScaledIoU.calls == before + 1
-    # plain IoU of the two positives, from the E1/E2 decoded boxes: 0.1417 and 0.6257 (spec §12.5)
+    # plain IoU of the two positives, from the E1/E2 decoded boxes: 0.1417 and 0.6257 (docs/loss.md §12.5)
     plain = build_loss(registry, iou_loss="iou", num_anchors=2, num_classes=1, has_quality=False)
     iou_box = float(plain(reference_raw(6), *gts([G0, G1], [0, 0]), ANCHORS)["box"])
     mean_iou = 1.0 - iou_box

@@ -40,7 +40,7 @@ def test_perfect_predictions_give_one():
 
 
 def test_spec_worked_check_uses_coco_101_point_interpolation():
-    """Spec 6.2: TP (0.9), duplicate FP (0.8), FP with IoU 0.3 (0.7); 2 GTs.
+    """docs/pipeline.md §4.2: TP (0.9), duplicate FP (0.8), FP with IoU 0.3 (0.7); 2 GTs.
 
     Recall 0.5 at precision 1, never higher. VOC all-point AP = 0.5. COCO samples the
     interpolated precision at 101 recall points 0.00..1.00: points 0.00..0.50 (51 of them)

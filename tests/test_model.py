@@ -23,7 +23,7 @@ def trainable_count(model) -> int:
     return int(sum(np.prod(v.shape) for v in model.trainable_weights))
 
 
-# spec/model.md reference table: (width, head, options, all, trainable). "all" there has no anchors
+# docs/model.md §5 reference table: (width, head, options, all, trainable). "all" there has no anchors
 # variable; ours adds the non-trainable anchors [A, 2] = 16 values.
 REFERENCE = [
     (16, "improved", None, 143_624, 138_344),

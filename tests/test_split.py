@@ -1,4 +1,4 @@
-"""Deterministic split: spec §1.5 test vector and counting rule."""
+"""Deterministic split: docs/pipeline.md §1.5 test vector and counting rule."""
 
 from __future__ import annotations
 

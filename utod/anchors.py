@@ -1,4 +1,4 @@
-"""Anchor utilities: auto-anchors by clustering label box sizes (loss spec §7.2), their
+"""Anchor utilities: auto-anchors by clustering label box sizes (docs/loss.md §7.2), their
 quality measure, and parsing of ``--anchors`` strings. numpy only (no TensorFlow).
 
 Anchors are float32 ``[k, 2]`` arrays of normalised ``(w, h)`` (fractions of the network
@@ -80,7 +80,7 @@ def kmeans_anchors(wh: np.ndarray, k: int, *, alg: str = "kmeans", iterations: i
                    bias: float = 0.2) -> np.ndarray:
     """Cluster label sizes ``wh`` float ``[N, 2]`` (normalised w, h) into ``k`` anchors.
 
-    Reproduces the PyTorch reference (spec §7.2): ``rng = default_rng(seed)``; if ``N < k`` the
+    Reproduces the PyTorch reference (docs/loss.md §7.2): ``rng = default_rng(seed)``; if ``N < k`` the
     data are padded with ``rng.choice(N, k - N)`` rows; then
 
     * ``kmeans``: centres ``= wh[rng.choice(N, k, replace=False)]``, up to ``iterations`` Lloyd

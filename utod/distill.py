@@ -1,4 +1,4 @@
-"""Teacher -> student distillation terms (seed/KR form, pipeline spec "Distillation").
+"""Teacher -> student distillation terms (the reference form, docs/loss.md §8).
 
 ``DistillLoss(logit_weight, feature_weight)`` returns, for one batch::
 

@@ -1,12 +1,12 @@
 """The detection loss: assigner + IoU similarity + classification loss (plugins), composed
-with objectness and the IoU-aware quality term (loss spec §2-§6).
+with objectness and the IoU-aware quality term (docs/loss.md §2-§6).
 
 ``DetectionLoss.__call__`` runs inside one ``tf.function`` on fixed shapes: ``raw``
 float32/float16 [B, Hg, Wg, A*D] (NHWC raw map), ``gt_boxes`` float32 [B, M, 4] normalised
 cxcywh (zero padded), ``gt_labels`` int32 [B, M] (padding -1), ``gt_mask`` bool [B, M],
 ``anchors_eff`` float32 [A, 2] = anchors * wh_scale. Everything is computed in float32.
 
-Reductions (spec §6): box = mean over positives of ``1 - X``; obj and quality = mean over all
+Reductions (docs/loss.md §6): box = mean over positives of ``1 - X``; obj and quality = mean over all
 ``B*A*H*W`` locations; cls = whatever the cls plugin returns. box, cls and quality are 0 when
 the batch has no positive; obj is always computed.
 """

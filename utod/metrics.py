@@ -13,7 +13,7 @@ Conventions:
   COCO. Area ranges (small/medium/large) are therefore measured in model-input pixels.
 * labels are contiguous class indices ``0..C-1``; COCO category ids are ``label + 1``.
 * COCO uses 101-point interpolated precision, so its AP differs from VOC's all-point AP
-  (spec pipeline.md 6.2): a curve that reaches recall 0.5 at precision 1 and never more
+  (docs/pipeline.md §4.2): a curve that reaches recall 0.5 at precision 1 and never more
   gives VOC 0.5 but COCO 51/101 = 0.50495 (points 0.00, 0.01, ..., 0.50).
 * The mean over classes follows COCO: classes without any ground truth are left out of
   the mean (their per-class AP is reported as 0.0 with ``num_gt`` 0).

@@ -1,4 +1,4 @@
-"""Target assigners ``legacy`` and ``simota`` (loss spec §1).
+"""Target assigners ``legacy`` and ``simota`` (docs/loss.md §1).
 
 Both are called inside one ``tf.function`` on fixed-shape, zero-padded batches (see
 ``utod.hookspecs.register_assigners``) and return ``utod.components.Assignment``:
@@ -40,7 +40,7 @@ def _batch_index(batch: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
 
 
 class LegacyAssigner:
-    """Centre cell + single best anchor by shape IoU (loss spec §1.1, the reference default).
+    """Centre cell + single best anchor by shape IoU (docs/loss.md §1.1, the reference default).
 
     For each real GT ``(cx, cy, w, h)``: column ``i = floor(clip(cx*W, 0, W-0.001))``, row
     ``j`` likewise, anchor ``a* = first argmax_a  min(aw,w)*min(ah,h) / (aw*ah + w*h - inter
@@ -101,7 +101,7 @@ class LegacyAssigner:
 
 
 def pairwise_iou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """IoU of broadcast cxcywh boxes ``[..., 4]`` with the SimOTA convention (spec §2.2).
+    """IoU of broadcast cxcywh boxes ``[..., 4]`` with the SimOTA convention (docs/loss.md §2.2).
 
     ``inter / (area_a + area_b - inter + 1e-6)``, overlap extents clamped at 0, areas not clamped.
     """
@@ -127,7 +127,7 @@ class SimOTAMatch(NamedTuple):
     """Intermediate SimOTA results (predictions flattened to ``n = a*H*W + j*W + i``).
 
     candidate:  bool    [B, M, N] prediction n lies in GT m's candidate region (real GTs only).
-    iou:        float32 [B, M, N] pairwise IoU (spec §2.2).
+    iou:        float32 [B, M, N] pairwise IoU (docs/loss.md §2.2).
     cost:       float32 [B, M, N] matching cost (penalty included).
     dynamic_k:  int32   [B, M]    number of predictions each GT asks for.
     claimed:    bool    [B, M, N] GT m took prediction n (before conflict resolution).
@@ -151,7 +151,7 @@ class SimOTAAssigner:
     1. Candidate region (centre prior): the cell centre ``((i+0.5)/W, (j+0.5)/H)`` of a
        prediction lies strictly inside the GT box, **or** within ``center_radius`` cells of the
        GT centre along both axes (YOLOX's ``in_boxes | in_centers``; stride = one cell).
-    2. Pairwise IoU (spec §2.2) between the decoded (stop-gradient) predictions and the GTs.
+    2. Pairwise IoU (docs/loss.md §2.2) between the decoded (stop-gradient) predictions and the GTs.
     3. Cost = ``BCE(cls_logit[n, c_g], 1)`` (0 without classes)
        ``+ iou_weight * (-log(IoU + 1e-8))`` (YOLOX's IoU cost) ``+ 1e5`` outside the region.
     4. ``dynamic_k = max(floor(sum of the top-min(topk, N) candidate IoUs), 1)``; each GT takes
@@ -165,7 +165,7 @@ class SimOTAAssigner:
     deviation from the PyTorch reference, whose IoU class target is not detached and so leaks
     class-loss gradient into the box branch.
 
-    Differences from the seed's "simota" (spec §1.2): the seed has no centre prior (its
+    Differences from the seed's "simota" (docs/loss.md §1.2): the seed has no centre prior (its
     candidates are simply the ``dynamic_k`` highest-IoU predictions anywhere in the image), its
     cost is computed but never changes the selection, and conflicts go to the first GT in
     label order. Here the candidate region restricts the choice, the cost decides which

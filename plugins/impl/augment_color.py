@@ -1,4 +1,4 @@
-"""Photometric augmentations (spec §3.4 items 11-27): they change pixels only; image shape,
+"""Photometric augmentations (docs/pipeline.md §3.4 items 11-27): they change pixels only; image shape,
 range [0, 1], float32 dtype and the boxes are preserved. Pixel sizes (kernel sizes, drop
 lengths, flare radii) are in pixels of the training-size image, as in the seed."""
 
@@ -32,7 +32,7 @@ def hsv_jitter(image: np.ndarray, gains: np.ndarray) -> np.ndarray:
 
 
 def _contrast(image: np.ndarray, factor: float) -> np.ndarray:
-    """``(image - mean) * factor + mean`` with the per-channel mean (seed K), computed as
+    """``(image - mean) * factor + mean`` with the per-channel mean (as in the seed), computed as
     ``image * factor + mean * (1 - factor)``; OpenCV's per-channel scalars are ~5x faster than
     NumPy broadcasting over a last axis of 3 on these small images."""
     f = float(factor)
@@ -54,10 +54,10 @@ class RandomHSV(Transform):
 
 
 class RandomPhotometricDistort(Transform):
-    """Seed K's approximation: brightness ``U(0.8,1.2)``, per-channel contrast ``U(0.8,1.2)``
+    """The seed's approximation: brightness ``U(0.8,1.2)``, per-channel contrast ``U(0.8,1.2)``
     and an HSV jitter (hue gain ``U(-0.02,0.02)``, saturation gain ``U(0.8,1.2)``, used as
-    amplitudes as in K, so saturation may collapse to gray), in a random order. No channel
-    permutation (P/torchvision has one)."""
+    amplitudes as in the seed, so saturation may collapse to gray), in a random order. No channel
+    permutation (the PyTorch reference's torchvision version has one)."""
 
     def __init__(self, prob: float = 0.5) -> None:
         super().__init__(prob)

@@ -1,6 +1,6 @@
-"""Geometric augmentations: they move pixels and boxes together (spec §3.4 items 1-6, 10).
+"""Geometric augmentations: they move pixels and boxes together (docs/pipeline.md §3.4 items 1-6, 10).
 
-Fixed on purpose relative to the seed (spec §9):
+Fixed on purpose relative to the seed (docs/seed-bugs.md items 10-12):
 
 * RandomScale with ``s > 1`` crops the **centre** of the zoomed image (the seed copied the
   top-left corner while moving the boxes as if centred); boxes use the actual integer
@@ -134,7 +134,7 @@ def _crop_boxes(boxes: np.ndarray, labels: np.ndarray, hw: tuple[int, int], x0: 
 
 
 class RandomCrop(Transform):
-    """Seed K's crop: side fraction ``ratio`` (``int(H*r) x int(W*r)``) at a random position,
+    """The seed's crop: side fraction ``ratio`` (``int(H*r) x int(W*r)``) at a random position,
     resized back with INTER_LINEAR. A bare number in the YAML is both ``prob`` and ``ratio``."""
 
     scalar_params = ("prob", "ratio")

@@ -1,8 +1,8 @@
-"""Multi-image augmentations (spec §3.4 items 7-9). Partners come from ``pool.draw(rng)``:
+"""Multi-image augmentations (docs/pipeline.md §3.4 items 7-9). Partners come from ``pool.draw(rng)``:
 un-augmented samples of the same dataset at the training size. Without a pool (or with an
 empty partner) they leave the sample unchanged.
 
-Fixed on purpose relative to the seed (spec §9 item 10): Mosaic and CopyPaste clip boxes in
+Fixed on purpose relative to the seed (docs/seed-bugs.md item 10): Mosaic and CopyPaste clip boxes in
 xyxy (cutting them at the crop border) and drop boxes left with area < 1e-6; the seed
 clamped cxcywh, keeping boxes that lie completely outside the crop.
 """

@@ -1,4 +1,4 @@
-"""Classification losses on sigmoid class logits (loss spec §4.1, §4.2).
+"""Classification losses on sigmoid class logits (docs/loss.md §4.1, §4.2).
 
 Both are called as ``loss = cls_loss(cls_logits, cls_targets, pos_mask)`` with
 ``cls_logits`` float32 [B, A, H, W, C], ``cls_targets`` float32 [B, A, H, W, C] in [0, 1]
@@ -20,7 +20,7 @@ def _bce(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
 class BCE:
     """Binary cross-entropy over positive locations: sum over positives and classes / max(1, N_pos).
 
-    Negative locations get no class loss at all (spec §4.1).
+    Negative locations get no class loss at all (docs/loss.md §4.1).
     """
 
     def __call__(self, cls_logits: tf.Tensor, cls_targets: tf.Tensor, pos_mask: tf.Tensor) -> tf.Tensor:

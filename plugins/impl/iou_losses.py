@@ -1,4 +1,4 @@
-"""Aligned box similarities IoU, GIoU and CIoU (loss spec §2.1).
+"""Aligned box similarities IoU, GIoU and CIoU (docs/loss.md §2.1).
 
 Every class maps ``pred`` and ``target`` float32 ``[..., 4]`` (normalised cx, cy, w, h,
 broadcast-compatible) to the similarity ``X`` of shape ``[...]``. The box loss is

@@ -1,4 +1,4 @@
-"""``utod anchors``: compute anchors from the YOLO labels of a dataset (auto-anchors, spec §7.2).
+"""``utod anchors``: compute anchors from the YOLO labels of a dataset (auto-anchors, docs/loss.md §7.2).
 
 Reads every label file beside the images under ``--image-dir`` (recursive), keeps boxes with
 w > 0 and h > 0 of the selected classes, clusters their normalised sizes and prints the

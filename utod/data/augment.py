@@ -1,20 +1,20 @@
 """Augmentation configs (the seed's aug.yaml format) and the per-sample augmenter.
 
-YAML layouts accepted (spec §3.1):
+YAML layouts accepted (docs/pipeline.md §3.1):
 
-* ``data_augment:`` holding an ordered mapping ``OpName: value`` (seed K);
+* ``data_augment:`` holding an ordered mapping ``OpName: value`` (the seed's);
 * a bare op mapping as the whole document;
-* P's ``data_augment_pre:`` / ``data_augment_post:`` — concatenated, pre ops first (K
+* the PyTorch reference's ``data_augment_pre:`` / ``data_augment_post:`` — concatenated, pre ops first (the seed
   silently ran nothing for this layout). Mixing it with ``data_augment:`` is an error.
 
-Values (spec §3.2): ``null`` removes the op; a mapping gives parameters (``prob`` optional,
+Values (docs/pipeline.md §3.2): ``null`` removes the op; a mapping gives parameters (``prob`` optional,
 otherwise the op's default); a bare number (or bool) sets the op's ``scalar_params``
 (``prob`` for most ops, ``min_area`` for RemoveOutliers, ``prob`` and ``ratio`` for
-RandomCrop). Unlike K, a bare number is accepted for every op. Unknown op names and unknown
+RandomCrop). Unlike the seed, a bare number is accepted for every op. Unknown op names and unknown
 parameters are ``ConfigError`` naming the YAML file and listing what exists.
 
-A missing file given explicitly is an error (K fell back to the defaults with a print);
-``path=None`` uses the shipped default (``utod/data/default_aug.yaml``, the seed K default).
+A missing file given explicitly is an error (the seed fell back to the defaults with a print);
+``path=None`` uses the shipped default (``utod/data/default_aug.yaml``, the seed's default).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Which classes train and what they are called (``--classes``, ``--num-classes``, ``--names``).
 
-Priority (seed K, spec §1.3): ``--classes "a,b,c"`` (count = list length, raw id ``a`` ->
+Priority (the seed's rule, docs/pipeline.md §1.3): ``--classes "a,b,c"`` (count = list length, raw id ``a`` ->
 index 0, ``b`` -> 1 ...), then ``--num-classes N`` (ids 0..N-1), then the number of non-empty
 lines of the ``--names`` file. Names come from the names file when given (line ``i`` names
-raw id ``i``), else ``class<id>``. Deviations from K, on purpose: a missing or empty names
-file is an error (K ignored a missing one), and duplicate or negative ids are errors.
+raw id ``i``), else ``class<id>``. Deviations from the seed, on purpose: a missing or empty names
+file is an error (the seed ignored a missing one), and duplicate or negative ids are errors.
 """
 
 from __future__ import annotations

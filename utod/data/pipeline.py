@@ -24,8 +24,8 @@ images OpenCV cannot decode (with a message), and serves epochs:
 
 Per sample, after augmentation: boxes are clipped to the image (xyxy) and empty ones dropped,
 raw class ids are mapped through ``cfg.class_ids`` (raw ``class_ids[k]`` -> ``k``; boxes of
-other classes are dropped, spec §1.4 K), then the first ``max_boxes`` are kept. The class
-filter runs *before* the cap (K capped first, which could drop selected boxes).
+other classes are dropped, docs/pipeline.md §1.4), then the first ``max_boxes`` are kept. The class
+filter runs *before* the cap (the seed capped first, which could drop selected boxes).
 
 Batches are produced in Python by a thread pool (OpenCV releases the GIL), a few batches
 ahead, and fed through ``tf.data.Dataset.from_generator`` + ``prefetch``.

@@ -1,6 +1,6 @@
-"""Deterministic train/val split (seed K's rule, made portable by sorting first).
+"""Deterministic train/val split (the seed's rule, made portable by sorting first).
 
-Algorithm (spec §1.5)::
+Algorithm (docs/pipeline.md §1.5)::
 
     items sorted by path                      # deviation from K: K used unsorted os.listdir
     numpy.random.default_rng(seed).shuffle(items)

@@ -4,7 +4,7 @@ Every convolution uses ``he_normal`` kernels and "same" padding. With ``use_batc
 convolution is followed by BatchNormalization (momentum 0.97, epsilon 1e-3) and has no
 bias. Without BN the seed keeps ``use_bias=False``; utod instead gives those convolutions a
 bias (zero-initialised), since otherwise they would have no offset at all. The reference
-parameter counts in spec/model.md are all with BN, where both choices agree.
+parameter counts in docs/model.md §5 are all with BN, where both choices agree.
 
 Depthwise kernel initialisation depends on BN:
 
