@@ -43,9 +43,16 @@ def test_without_quality_every_mode_is_obj_times_cls(mode):
 
 
 def test_score_mode_auto():
-    assert score_mode_for(ModelConfig()) == "obj_quality_cls"
-    assert score_mode_for(ModelConfig(head="improved", head_options={"iou_aware": True})) == "quality_cls"
+    from utod.model.detector import build_model
+
+    def model(**kw):  # auto comes from the head's declared default_score_mode
+        return build_model(ModelConfig(cnn_width=8, img_size=(32, 32), **kw))
+
+    assert score_mode_for(model()) == "obj_quality_cls"
+    assert score_mode_for(model(head="improved", head_options={"iou_aware": True})) == "quality_cls"
     assert score_mode_for(ModelConfig(score_mode="obj_cls", head_options={"iou_aware": True})) == "obj_cls"
+    with pytest.raises(ValueError, match="pass the built model"):
+        score_mode_for(ModelConfig())
 
 
 # ---------------------------------------------------------------- hand-made raw map

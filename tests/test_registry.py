@@ -435,3 +435,33 @@ def test_hookspecs_match_the_kinds_and_are_documented():
     guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
     for kind, hook in HOOK_FOR_KIND.items():
         assert f"`{hook}`" in guide and f"### {kind}" in guide, (kind, hook)
+
+
+# --------------------------------------------------------------------------- through pluggy
+def test_hooks_are_called_through_pluggys_hook_caller():
+    """collect() goes through pluggy's hook machinery: monitoring sees the call, and pluggy
+    options such as ``specname`` work (a hand-made getattr call would miss this hook)."""
+
+    class Renamed:
+        @hookimpl(specname="register_assigners")
+        def my_assigners(self, register):
+            register("renamed", Legacy)
+
+    reg = build_registry(load_entry_points=False)
+    plugin = Renamed()
+    reg.plugin_manager.register(plugin, name="renamed")
+    seen = []
+    undo = reg.plugin_manager.add_hookcall_monitoring(
+        lambda hook_name, impls, kwargs: seen.append((hook_name, [i.plugin for i in impls])), lambda *a: None)
+    try:
+        reg.collect(plugin, "renamed", "renamed-dist", "1")
+    finally:
+        undo()
+    assert reg.names("assigner") == ["renamed"]
+    assert ("register_assigners", [plugin]) in seen
+
+
+def test_collect_needs_a_registered_plugin():
+    reg = build_registry(load_entry_points=False)
+    with pytest.raises(PluginError, match="must be registered"):
+        reg.collect(AssignerPlugin(), "loose", "loose-dist", "1")

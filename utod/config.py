@@ -17,6 +17,18 @@ from typing import Any
 
 import yaml
 
+from utod.defaults import (
+    DEFAULT_ASSIGNER,
+    DEFAULT_CLS_LOSS,
+    DEFAULT_HEAD,
+    DEFAULT_IOU_LOSS,
+    DEFAULT_RESIZE,
+    OBJ_LOSS_BCE,
+    OBJ_LOSSES,
+    OBJ_TARGET_AUTO,
+    OBJ_TARGETS,
+    SEED_IMPROVED_HEAD,
+)
 from utod.errors import ConfigError
 
 
@@ -48,7 +60,7 @@ class TrainConfig:
     img_size: str = _f("64x64", 'Network input "HxW" (or one number for square).', group=DATA)
     max_boxes: int = _f(50, "Boxes kept per image (targets are padded to this).", group=DATA)
     num_workers: int | None = _f(None, "Parallel data workers (default: all cores).", group=DATA)
-    resize_mode: str = _f("opencv_inter_nearest", "Resize backend plugin (see `utod list-plugins --kind resize`). "
+    resize_mode: str = _f(DEFAULT_RESIZE, "Resize backend plugin (see `utod list-plugins --kind resize`). "
                                                   "Shortcut flags such as --opencv_inter_nearest also work.",
                           group=DATA)
     aug_config: str | None = _f(None, "Augmentation YAML (seed aug.yaml format). Default: the seed's defaults.",
@@ -62,7 +74,8 @@ class TrainConfig:
     use_batchnorm: bool = _f(False, "BatchNorm after every convolution.", group=MODEL, is_flag=True)
     utod_residual: bool = _f(False, "Backbone residual connections.", "--utod-residual", "--use-residual",
                              group=MODEL, is_flag=True)
-    head: str | None = _f(None, "Head plugin (default: 'improved' with --use-improved-head, else 'utod').",
+    head: str | None = _f(None, f"Head plugin (default: '{SEED_IMPROVED_HEAD}' with --use-improved-head, else "
+                                f"'{DEFAULT_HEAD}').",
                           group=MODEL)
     head_opt: list = _f([], "Head option key=value (repeatable).", group=MODEL, multiple=True)
     use_improved_head: bool = _f(False, "Improved head (learnable wh_scale, quality branch).", group=MODEL,
@@ -80,20 +93,20 @@ class TrainConfig:
     num_anchors: int = _f(3, "Number of anchors for --auto-anchors.", group=MODEL)
     auto_anchors_alg: str = _f("kmeans", "Auto-anchor algorithm.", group=MODEL,
                                choices=("kmeans", "logkmeans", "stratified", "stratified_large"))
-    score_mode: str | None = _f(None, "Score used for detections (default: quality_cls with the IoU-aware "
-                                      "head, else obj_quality_cls).", group=MODEL,
+    score_mode: str | None = _f(None, "Score used for detections (default: the head's default_score_mode; "
+                                      "the built-in heads: quality_cls when IoU-aware, else obj_quality_cls).", group=MODEL,
                                 choices=("obj_quality_cls", "quality_cls", "obj_cls"))
     conf_thresh: float = _f(0.15, "Score threshold for precision/recall and exported detections.", group=MODEL)
     nms_iou: float = _f(0.5, "IoU threshold of class-aware NMS.", group=MODEL)
 
     # ---- loss -------------------------------------------------------------------------
-    assigner: str = _f("legacy", "Target assigner plugin.", "--assigner", "--anchor-assigner", group=LOSS)
+    assigner: str = _f(DEFAULT_ASSIGNER, "Target assigner plugin.", "--assigner", "--anchor-assigner", group=LOSS)
     assigner_opt: list = _f([], "Assigner option key=value (repeatable), e.g. topk=12.", group=LOSS,
                             multiple=True)
     simota_topk: int | None = _f(None, "Seed flag: same as --assigner-opt topk=N.", group=LOSS)
-    iou_loss: str = _f("ciou", "Box IoU loss plugin.", group=LOSS)
+    iou_loss: str = _f(DEFAULT_IOU_LOSS, "Box IoU loss plugin.", group=LOSS)
     iou_loss_opt: list = _f([], "IoU loss option key=value (repeatable).", group=LOSS, multiple=True)
-    cls_loss_type: str = _f("bce", "Classification loss plugin.", "--cls-loss-type", "--cls-loss", group=LOSS)
+    cls_loss_type: str = _f(DEFAULT_CLS_LOSS, "Classification loss plugin.", "--cls-loss-type", "--cls-loss", group=LOSS)
     cls_loss_opt: list = _f([], "Classification loss option key=value (repeatable).", group=LOSS, multiple=True)
     loss_weight_box: float = _f(1.0, "Box loss weight.", "--loss-weight-box", "--w-box", group=LOSS)
     loss_weight_obj: float = _f(1.0, "Objectness loss weight (UHD recipes: 16).", "--loss-weight-obj", "--w-obj",
@@ -101,9 +114,9 @@ class TrainConfig:
     loss_weight_cls: float = _f(1.0, "Classification loss weight.", "--loss-weight-cls", "--w-cls", group=LOSS)
     loss_weight_quality: float = _f(1.0, "Quality loss weight (UHD recipes: 16).", "--loss-weight-quality",
                                     "--w-quality", group=LOSS)
-    obj_loss: str = _f("bce", "Objectness loss.", group=LOSS, choices=("bce", "smoothl1"))
-    obj_target: str = _f("auto", "Objectness target (auto: IoU with a quality head, else binary).", group=LOSS,
-                         choices=("auto", "binary", "iou"))
+    obj_loss: str = _f(OBJ_LOSS_BCE, "Objectness loss.", group=LOSS, choices=OBJ_LOSSES)
+    obj_target: str = _f(OBJ_TARGET_AUTO, "Objectness target (auto: IoU with a quality head, else binary).",
+                         group=LOSS, choices=OBJ_TARGETS)
 
     # ---- optimisation -----------------------------------------------------------------
     epochs: int = _f(100, "Epochs.", group=OPTIM)

@@ -133,6 +133,8 @@ def register_heads(register):
     * ``has_quality`` -- bool, Q = 1 when True;
     * ``wh_scale`` -- float32 [A, 2] multiplier of the anchors (a trainable weight
       initialised to ones, or a constant of ones);
+    * ``default_score_mode`` -- the score used when the user sets none: ``obj_quality_cls``,
+      ``quality_cls`` or ``obj_cls`` (the core never guesses it from the head's options);
     * ``get_config()`` returning its options so the checkpoint can rebuild it.
 
     The checkpoint records the head's name and options; loading a checkpoint whose head

@@ -18,10 +18,18 @@ from typing import Any
 
 from utod._keras import tf
 from utod.boxes import decode_boxes, split_raw
+from utod.defaults import (
+    DEFAULT_ASSIGNER,
+    DEFAULT_CLS_LOSS,
+    DEFAULT_IOU_LOSS,
+    OBJ_LOSS_BCE,
+    OBJ_LOSSES,
+    OBJ_TARGET_AUTO,
+    OBJ_TARGET_IOU,
+    OBJ_TARGETS,
+)
 from utod.errors import ConfigError
 
-OBJ_LOSSES = ("bce", "smoothl1")
-OBJ_TARGETS = ("auto", "binary", "iou")
 LOSS_KEYS = ("total", "box", "obj", "cls", "quality")
 
 
@@ -61,8 +69,8 @@ class DetectionLoss:
     """
 
     def __init__(self, assigner: Any, iou_fn: Any, cls_loss: Any, *, num_anchors: int, num_classes: int,
-                 has_quality: bool, weights: LossWeights | None = None, obj_loss: str = "bce",
-                 obj_target: str = "auto") -> None:
+                 has_quality: bool, weights: LossWeights | None = None, obj_loss: str = OBJ_LOSS_BCE,
+                 obj_target: str = OBJ_TARGET_AUTO) -> None:
         if obj_loss not in OBJ_LOSSES:
             raise ConfigError(f"unknown objectness loss '{obj_loss}'; choose one of {', '.join(OBJ_LOSSES)}")
         if obj_target not in OBJ_TARGETS:
@@ -83,7 +91,7 @@ class DetectionLoss:
 
     @property
     def soft_obj_target(self) -> bool:
-        return self.obj_target == "iou" or (self.obj_target == "auto" and self.has_quality)
+        return self.obj_target == OBJ_TARGET_IOU or (self.obj_target == OBJ_TARGET_AUTO and self.has_quality)
 
     def __call__(self, raw: tf.Tensor, gt_boxes: tf.Tensor, gt_labels: tf.Tensor, gt_mask: tf.Tensor,
                  anchors_eff: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -116,7 +124,7 @@ class DetectionLoss:
         iou_target = tf.where(is_pos, tf.clip_by_value(tf.stop_gradient(similarity), 0.0, 1.0), 0.0)
 
         obj_target = iou_target if self.soft_obj_target else pos
-        if self.obj_loss == "bce":
+        if self.obj_loss == OBJ_LOSS_BCE:
             obj = tf.reduce_mean(_bce(parts.obj, obj_target))
         else:
             obj = tf.reduce_mean(_smooth_l1(tf.sigmoid(parts.obj) - obj_target))
@@ -137,10 +145,12 @@ class DetectionLoss:
         return {"total": total, "box": box, "obj": obj, "cls": cls, "quality": quality}
 
 
-def build_loss(registry: Any, *, assigner: str = "legacy", assigner_options: dict[str, Any] | None = None,
-               iou_loss: str = "ciou", iou_options: dict[str, Any] | None = None, cls_loss: str = "bce",
+def build_loss(registry: Any, *, assigner: str = DEFAULT_ASSIGNER, assigner_options: dict[str, Any] | None = None,
+               iou_loss: str = DEFAULT_IOU_LOSS, iou_options: dict[str, Any] | None = None,
+               cls_loss: str = DEFAULT_CLS_LOSS,
                cls_options: dict[str, Any] | None = None, num_anchors: int, num_classes: int, has_quality: bool,
-               weights: LossWeights | None = None, obj_loss: str = "bce", obj_target: str = "auto") -> DetectionLoss:
+               weights: LossWeights | None = None, obj_loss: str = OBJ_LOSS_BCE,
+               obj_target: str = OBJ_TARGET_AUTO) -> DetectionLoss:
     """Build the three plugins by name from ``registry`` (a ``utod.registry.Registry``) and compose them."""
     return DetectionLoss(
         registry.create("assigner", assigner, assigner_options or {}),

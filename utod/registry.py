@@ -142,21 +142,28 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _unknown_hooks(plugin: object) -> list[str]:
-    """Names of attributes marked ``@hookimpl`` that are not utod hooks (usually a typo)."""
-    marker = f"{PROJECT_NAME}_impl"
-    known = set(HOOK_FOR_KIND.values())
-    out = []
-    for attr in dir(plugin):
-        if attr.startswith("__") or attr in known:
-            continue
-        try:
-            value = getattr(plugin, attr)
-        except Exception:
-            continue
-        if callable(value) and hasattr(value, marker):
-            out.append(attr)
-    return sorted(out)
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's PluginManager that also takes an *unmarked* function named exactly like a utod
+    hook as its implementation (``def register_assigners(register): ...`` in a module), the
+    way pytest accepts unmarked ``pytest_*`` functions. ``parse_hookimpl_opts`` is pluggy's
+    documented override point for this; marked hooks go through it unchanged."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str):  # type: ignore[override]
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name in _HOOK_NAMES and inspect.isroutine(getattr(plugin, name, None)):
+            return {}  # pluggy fills in the default options
+        return opts
+
+
+_HOOK_NAMES = frozenset(HOOK_FOR_KIND.values())
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Hooks the plugin implements that have no utod hookspec (usually a typo), asked from
+    pluggy's public API (the plugin's hook callers without a spec)."""
+    if not pm.is_registered(plugin):
+        return []
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [] if not caller.has_spec())
 
 
 def _summary_of(factory: Any) -> str:
@@ -190,18 +197,26 @@ class Registry:
 
     # ------------------------------------------------------------------ building
     def collect(self, plugin: object, plugin_name: str, provider: str, version: str) -> None:
-        """Run the plugin's hooks and record what it registers. Errors become failures."""
-        unknown = _unknown_hooks(plugin)
+        """Call the plugin's hooks and record what it registers. Errors become failures.
+
+        ``plugin`` must already be registered with :attr:`plugin_manager`. Each hook is called
+        through pluggy's hook caller, restricted to this one plugin
+        (``subset_hook_caller``), so every component is attributed to the plugin that
+        registered it and one plugin's failure cannot stop the others.
+        """
+        pm = self.plugin_manager
+        if pm is None or not pm.is_registered(plugin):
+            raise PluginError(f"plugin '{plugin_name}' must be registered with the plugin manager before collect()")
+        unknown = _unknown_hooks(pm, plugin)
         if unknown:
             self._fail(plugin, LoadFailure(
                 plugin_name, provider, version,
                 f"unknown hook(s) {', '.join(unknown)}; utod hooks are {', '.join(HOOK_FOR_KIND.values())}"))
             return
         added: list[Component] = []
+        others = [p for p in pm.get_plugins() if p is not plugin]
         for kind, hook_name in HOOK_FOR_KIND.items():
-            impl = getattr(plugin, hook_name, None)
-            if impl is None:
-                continue
+            call_hook = pm.subset_hook_caller(hook_name, remove_plugins=others)
 
             def register(name, factory, *, summary=None, params=None, aliases=(), _kind=kind):
                 if not isinstance(name, str) or not name.strip():
@@ -221,7 +236,7 @@ class Registry:
                 )
 
             try:
-                impl(register=register)
+                call_hook(register=register)
             except Exception as exc:
                 self._fail(plugin, LoadFailure(plugin_name, provider, version,
                                                f"{hook_name} failed: {type(exc).__name__}: {exc}",
@@ -469,7 +484,7 @@ def build_registry(*, load_entry_points: bool = True, plugins: Iterable[tuple[ob
     ``UTOD_STRICT_PLUGINS=1`` re-raises load errors.
     ``plugins``: extra ``(object, plugin_name, provider, version)`` to register (tests, scripts).
     """
-    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm = _PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     reg = Registry(plugin_manager=pm)
     disabled = _env_list("UTOD_DISABLED_PLUGINS")

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from utod.defaults import DEFAULT_HEAD, SEED_IMPROVED_HEAD, SEED_RESIZE_SHORTCUTS
 from utod.errors import ConfigError
 
 # The seed's bare resize flags (store_true); the last one given wins, like the seed
 # (--keras_nearest has the highest priority).
-RESIZE_SHORTCUTS: tuple[str, ...] = ("opencv_inter_nearest", "keras_bilinear", "keras_nearest")
+RESIZE_SHORTCUTS: tuple[str, ...] = SEED_RESIZE_SHORTCUTS
 
 # --use-improved-head chooses the improved head; otherwise the plain one.
-IMPROVED_HEAD, PLAIN_HEAD = "improved", "utod"
+IMPROVED_HEAD, PLAIN_HEAD = SEED_IMPROVED_HEAD, DEFAULT_HEAD
 
 # head option <- TrainConfig field (the seed's head flags)
 HEAD_OPTION_FLAGS: dict[str, str] = {

@@ -38,8 +38,9 @@ def checkpoint_report(path: str) -> dict[str, Any]:
     p = Path(path)
     meta = read_checkpoint_meta(p)
     cfg = meta.get("model_config", {})
-    anchors = _weight(p, meta, "anchors")
-    wh_scale = _weight(p, meta, "wh_scale")
+    anchors = np.asarray(meta["anchors"], np.float32) if "anchors" in meta else _weight(p, meta, "anchors")
+    # the values are in the metadata; by weight name only for checkpoints written before that
+    wh_scale = np.asarray(meta["wh_scale"], np.float32) if "wh_scale" in meta else _weight(p, meta, "wh_scale")
     if anchors is None:
         anchors = np.asarray(cfg.get("anchors", []), np.float32)
     if wh_scale is None:
@@ -63,7 +64,7 @@ def checkpoint_report(path: str) -> dict[str, Any]:
         "wh_scale": wh_scale.tolist(),
         "effective_anchors": (anchors * wh_scale).tolist(),
         "params_all": total,
-        "params_trainable": total - stats,
+        "params_trainable": int(meta["trainable_params"]) if "trainable_params" in meta else total - stats,
         "plugins": extra.get("plugins"),
         "epoch": extra.get("epoch"),
         "step": extra.get("step"),

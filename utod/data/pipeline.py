@@ -47,6 +47,7 @@ from utod.data.augment import AugmentationError, Augmenter, build_augmenter
 from utod.data.boxes_np import clip_and_filter, to_float
 from utod.data.cache import ImageCache, default_workers
 from utod.data.dataset import DatasetItem
+from utod.defaults import DEFAULT_RESIZE
 from utod.errors import ConfigError, DataError
 from utod.registry import PluginError, Registry, get_registry
 
@@ -66,7 +67,7 @@ class PipelineConfig:
     img_size: tuple[int, int] = (64, 64)
     batch_size: int = 64
     max_boxes: int = 50
-    resize_mode: str = "opencv_inter_nearest"
+    resize_mode: str = DEFAULT_RESIZE
     aug_ops: list[tuple[str, dict]] | None = None
     class_ids: list[int] | None = None
     seed: int = 42

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from utod.defaults import DEFAULT_HEAD, DEFAULT_RESIZE
 from utod.errors import CheckpointError, ConfigError
 
 DEFAULT_ANCHORS: list[list[float]] = [[8 / 64, 16 / 64], [12 / 64, 28 / 64], [20 / 64, 40 / 64]]
@@ -35,8 +36,8 @@ class ModelConfig:
     residual:       the backbone's block3/block4 skip connections.
     head:           registry name of the head plugin; ``head_options`` its options.
     resize_mode:    registry name of the resize backend used for training and deployment.
-    score_mode:     obj_quality_cls | quality_cls | obj_cls, or None = auto (quality_cls with
-                    an IoU-aware head, else obj_quality_cls).
+    score_mode:     obj_quality_cls | quality_cls | obj_cls, or None = auto (the head's
+                    declared ``default_score_mode``).
     quality_power:  P in sigma(quality)**P.
     conf_thresh, nms_iou, max_detections: post-processing defaults.
     stride:         output stride of the backbone (4, 8 or 16; default 8).
@@ -51,9 +52,9 @@ class ModelConfig:
     activation: str = "swish"
     use_batchnorm: bool = False
     residual: bool = False
-    head: str = "utod"
+    head: str = DEFAULT_HEAD
     head_options: dict[str, Any] = field(default_factory=dict)
-    resize_mode: str = "opencv_inter_nearest"
+    resize_mode: str = DEFAULT_RESIZE
     score_mode: str | None = None
     quality_power: float = 1.0
     conf_thresh: float = 0.15

@@ -26,7 +26,7 @@ class UltraTinyOD(keras.Model):
         self.backbone = Backbone(config.cnn_width, config.stride, config.residual, config.activation,
                                  config.use_batchnorm, name="backbone")
         self.head = head
-        for attr in ("has_quality", "wh_scale"):
+        for attr in ("has_quality", "wh_scale", "default_score_mode"):
             if not hasattr(head, attr):
                 raise TypeError(f"head '{config.head}' ({type(head).__name__}) does not provide '{attr}'")
         self.anchors = self.add_weight(

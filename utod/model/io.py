@@ -44,6 +44,10 @@ def save_checkpoint(path: str | os.PathLike, model, extra: dict[str, Any] | None
         "head": {**getattr(model, "head_info", {}), "name": model.config.head,
                  "options": model.head.get_config()},
         "weights": [{"name": v.name, "shape": list(v.shape)} for v in model.weights],
+        # what a reader needs without TensorFlow or knowing the head's weight names
+        "anchors": np.asarray(model.anchors, np.float32).tolist(),
+        "wh_scale": np.asarray(model.wh_scale, np.float32).tolist(),
+        "trainable_params": int(sum(int(np.prod(v.shape)) for v in model.trainable_weights)),
         "extra": extra or {},
     }
     try:
@@ -93,11 +97,11 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def _check_head_available(path: Path, meta: dict[str, Any], registry) -> None:
+def _check_head_available(path: Path, meta: dict[str, Any], name: str, registry) -> None:
+    """``name``: the head the checkpoint's model config asks for."""
     from utod.registry import PluginError
 
     head = meta.get("head", {})
-    name = meta["model_config"].get("head", head.get("name", "utod"))
     try:
         registry.get("head", name)
     except PluginError:
@@ -126,7 +130,7 @@ def load_checkpoint(path: str | os.PathLike, registry=None) -> tuple[Any, dict[s
         cfg = ModelConfig.from_dict(meta["model_config"])
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
-    _check_head_available(path, meta, registry)
+    _check_head_available(path, meta, cfg.head, registry)
     model = build_model(cfg, registry)
     with zipfile.ZipFile(path) as zf:
         try:

@@ -24,15 +24,20 @@ PRE_NMS_TOPK = 300
 
 
 def score_mode_for(cfg_or_model: Any) -> str:
-    """Resolve ``score_mode=None`` (auto): ``quality_cls`` with an IoU-aware head, else
-    ``obj_quality_cls``. Accepts a ModelConfig or an UltraTinyOD."""
+    """The score mode of a model: ``score_mode`` when set, else (auto) the mode its head
+    declares as ``default_score_mode`` (the head contract, ``utod.hookspecs.register_heads``).
+    Accepts an UltraTinyOD, or a ModelConfig whose ``score_mode`` is set."""
     cfg = getattr(cfg_or_model, "config", cfg_or_model)
     if cfg.score_mode is not None:
         return cfg.score_mode
-    head = getattr(cfg_or_model, "head", None)
-    if head is not None and getattr(head, "default_score_mode", None):
-        return str(head.default_score_mode)
-    return "quality_cls" if cfg.head_options.get("iou_aware", False) else "obj_quality_cls"
+    head = getattr(cfg_or_model, "head", None) if cfg is not cfg_or_model else None
+    if head is None:
+        raise ValueError("score_mode is auto: the head declares its default, so pass the built model")
+    mode = str(head.default_score_mode)
+    if mode not in SCORE_MODES:
+        raise ValueError(f"head '{cfg.head}' declares default_score_mode '{mode}'; expected one of "
+                         f"{', '.join(SCORE_MODES)}")
+    return mode
 
 
 def class_scores(parts: RawParts, score_mode: str, quality_power: float = 1.0) -> tf.Tensor:
