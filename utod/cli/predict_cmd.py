@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,52 +109,74 @@ def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_fr
         from utod.infer.load import load_detector
 
         detector = load_detector(model_path)
+        detector.batch_size = batch_size
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         records: list[dict[str, Any]] = []
         records += _predict_images(detector, images, out, conf_thresh, iou_thresh, batch_size, not no_draw)
         for v in videos:
-            records += _predict_stream(detector, v, out, conf_thresh, iou_thresh, max_frames, not no_draw)
+            records += _predict_stream(detector, v, out, conf_thresh, iou_thresh, max_frames, not no_draw, batch_size)
         if camera is not None:
-            records += _predict_stream(detector, camera, out, conf_thresh, iou_thresh, max_frames, not no_draw)
+            records += _predict_stream(detector, camera, out, conf_thresh, iou_thresh, max_frames, not no_draw, 1)
         _write_outputs(out, records, detector)
         n_det = sum(len(r["detections"]) for r in records)
         click.echo(f"{len(records)} images/frames, {n_det} detections -> {out}")
 
 
-def _predict_images(detector, paths, out, conf, iou, batch_size, draw_boxes) -> list[dict[str, Any]]:
+def _annotated_name(path: str, used: set[str]) -> str:
+    """File name of the annotated copy of ``path`` (unique when two folders share a name;
+    formats OpenCV may not write become .png)."""
+    name = Path(path).name
+    if name in used:  # same file name from two folders
+        name = f"{Path(path).stem}_{len(used)}{Path(path).suffix}"
+    used.add(name)
+    ext = Path(name).suffix.lower()
+    return name if ext in (".jpg", ".jpeg", ".png", ".bmp") else Path(name).stem + ".png"
+
+
+def _write_annotated(target: Path, image_rgb: Any, rows: list[dict[str, Any]]) -> None:
     import cv2
 
-    from utod.errors import DataError
-    from utod.infer.preprocess import read_image
+    if not cv2.imwrite(str(target), draw(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), rows)):
+        raise UtodCliError(f"{target}: OpenCV cannot write this image")
 
+
+def _predict_images(detector, paths, out, conf, iou, batch_size, draw_boxes) -> list[dict[str, Any]]:
+    """Images read and preprocessed by worker threads a batch or two ahead, detected in
+    batches, annotated copies written by a worker thread; prints img/s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from utod.infer.preprocess import ImageLoader
+
+    if not paths:
+        return []
     records = []
     names = detector.info.class_names
     used: set[str] = set()
-    for start in range(0, len(paths), batch_size):
-        chunk, originals = [], []
-        for p in paths[start:start + batch_size]:  # an unreadable image is reported and skipped
-            try:
-                originals.append(read_image(p))
-                chunk.append(p)
-            except DataError as exc:
+    t0 = time.perf_counter()
+    model_s = 0.0
+    with ThreadPoolExecutor(1, thread_name_prefix="utod-write") as writer:
+        pending = []
+        for batch in ImageLoader(detector.preprocessor, batch_size, keep_originals=True).batches(paths):
+            for _, exc in batch.failed:  # an unreadable image is reported and skipped
                 click.echo(f"warning: {exc} — skipped", err=True)
-        if not chunk:
-            continue
-        batch = detector.preprocessor.batch(originals)
-        for path, img, dets in zip(chunk, originals, detector.detect(batch, conf, iou)):
-            h, w = img.shape[:2]
-            rows = detection_rows(dets, w, h, names)
-            records.append({"image": path, "frame": None, "width": w, "height": h, "detections": rows})
-            if draw_boxes:
-                name = Path(path).name
-                if name in used:  # same file name from two folders
-                    name = f"{Path(path).stem}_{len(used)}{Path(path).suffix}"
-                used.add(name)
-                bgr = draw(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), rows)
-                ext = Path(name).suffix.lower()
-                target = out / (name if ext in (".jpg", ".jpeg", ".png", ".bmp") else Path(name).stem + ".png")
-                cv2.imwrite(str(target), bgr)
+            if not batch.paths:
+                continue
+            t = time.perf_counter()
+            dets = detector.detect(batch.images, conf, iou)
+            model_s += time.perf_counter() - t
+            for path, img, d in zip(batch.paths, batch.originals, dets):
+                h, w = img.shape[:2]
+                rows = detection_rows(d, w, h, names)
+                records.append({"image": path, "frame": None, "width": w, "height": h, "detections": rows})
+                if draw_boxes:
+                    pending.append(writer.submit(_write_annotated, out / _annotated_name(path, used), img, rows))
+        for fut in pending:
+            fut.result()
+    if records:
+        wall = time.perf_counter() - t0
+        click.echo(f"{len(records)} images in {wall:.2f}s: {len(records) / wall:.1f} img/s "
+                   f"(model alone {len(records) / max(model_s, 1e-9):.1f} img/s, {detector.batching()})", err=True)
     return records
 
 
@@ -176,45 +199,171 @@ def open_capture(source: str | int) -> Any:
     return cap
 
 
-def _predict_stream(detector, source, out, conf, iou, max_frames, draw_boxes=True) -> list[dict[str, Any]]:
+_END = object()  # end-of-stream marker in the reader/writer queues
+
+
+class _FrameReader:
+    """Reads and preprocesses frames on a thread, a few frames ahead: ``get()`` returns
+    ``(bgr frame, float32 [H, W, 3])`` or ``None`` at the end (or after ``max_frames``)."""
+
+    def __init__(self, cap: Any, preprocessor: Any, max_frames: int | None, depth: int) -> None:
+        import queue
+        import threading
+
+        self._cap, self._pre, self._max = cap, preprocessor, max_frames
+        self._queue: queue.Queue = queue.Queue(maxsize=max(2, depth))
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="utod-frames", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import cv2
+
+        n = 0
+        try:
+            while not self._stop.is_set() and (self._max is None or n < self._max):
+                ok, frame = self._cap.read()
+                if not ok:
+                    break
+                self._put((frame, self._pre(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))))
+                n += 1
+        except BaseException as exc:  # re-raised in the consumer
+            self.error = exc
+        finally:
+            self._put(_END)
+
+    def _put(self, item: Any) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, block: bool = True) -> Any:
+        """The next frame, ``None`` at the end, or ``False`` when ``block`` is False and none is ready."""
+        import queue
+
+        try:
+            item = self._queue.get(block=block)
+        except queue.Empty:
+            return False
+        if item is _END:
+            self._queue.put(_END)  # later calls see the end too
+            if self.error is not None:
+                raise self.error
+            return None
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class _VideoWriter:
+    """Draws and encodes annotated frames on a thread (mp4v, opened at the first frame)."""
+
+    def __init__(self, target: Path, fps: float) -> None:
+        import queue
+        import threading
+
+        self.target, self.fps = target, fps
+        self._queue: queue.Queue = queue.Queue(maxsize=32)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="utod-video", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import cv2
+
+        writer = None
+        try:
+            while (item := self._queue.get()) is not _END:
+                if self.error is not None:
+                    continue  # drain after a failure
+                frame, rows = item
+                if writer is None:
+                    h, w = frame.shape[:2]
+                    writer = cv2.VideoWriter(str(self.target), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+                    if not writer.isOpened():
+                        raise UtodCliError(f"{self.target}: OpenCV cannot write an mp4v video here")
+                writer.write(draw(frame, rows))
+        except BaseException as exc:  # re-raised by close()
+            self.error = exc
+            while self._queue.get() is not _END:
+                pass
+        finally:
+            if writer is not None:
+                writer.release()
+
+    def write(self, frame: Any, rows: list[dict[str, Any]]) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((frame, rows))
+
+    def close(self) -> None:
+        self._queue.put(_END)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _predict_stream(detector, source, out, conf, iou, max_frames, draw_boxes=True, batch_size=1) -> list[dict[str, Any]]:
     """Video file path or camera index -> annotated ``<name>_pred.mp4`` (unless not
-    ``draw_boxes``) + one record per frame."""
+    ``draw_boxes``) + one record per frame. Frames are read and preprocessed on one thread,
+    detected in batches of up to ``batch_size`` (a camera: what is ready, so latency stays one
+    frame), drawn and encoded on another; prints the frames per second reached."""
     import cv2
+    import numpy as np
 
     cap = open_capture(source)
     label = f"camera{source}" if isinstance(source, int) else str(source)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     stem = f"camera{source}" if isinstance(source, int) else Path(source).stem
-    target = out / f"{stem}_pred.mp4"
-    writer = None
-    records = []
+    reader = _FrameReader(cap, detector.preprocessor, max_frames, 2 * max(1, batch_size))
+    writer = _VideoWriter(out / f"{stem}_pred.mp4", fps) if draw_boxes else None
+    records: list[dict[str, Any]] = []
     names = detector.info.class_names
-    frame_no = 0
+    t0 = time.perf_counter()
+    model_s = 0.0
     try:
-        while max_frames is None or frame_no < max_frames:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            dets = detector.detect(detector.preprocessor.batch([rgb]), conf, iou)[0]
-            h, w = frame.shape[:2]
-            rows = detection_rows(dets, w, h, names)
-            records.append({"image": label, "frame": frame_no, "width": w, "height": h, "detections": rows})
-            if draw_boxes:
-                if writer is None:
-                    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                    if not writer.isOpened():
-                        raise UtodCliError(f"{target}: OpenCV cannot write an mp4v video here")
-                writer.write(draw(frame, rows))
-            frame_no += 1
+        ended = False
+        while not ended and (first := reader.get()) is not None:
+            frames = [first]
+            while len(frames) < batch_size:  # a file fills the batch; a camera takes what is ready
+                nxt = reader.get(block=not isinstance(source, int))
+                if nxt is None:
+                    ended = True
+                if not nxt:
+                    break
+                frames.append(nxt)
+            t = time.perf_counter()
+            dets = detector.detect(np.stack([x for _, x in frames]), conf, iou)
+            model_s += time.perf_counter() - t
+            for (frame, _), d in zip(frames, dets):
+                h, w = frame.shape[:2]
+                rows = detection_rows(d, w, h, names)
+                records.append({"image": label, "frame": len(records), "width": w, "height": h, "detections": rows})
+                if writer is not None:
+                    writer.write(frame, rows)
     except KeyboardInterrupt:  # Ctrl-C ends a camera stream; the frames so far are written
-        click.echo(f"{label}: stopped after {frame_no} frames", err=True)
+        click.echo(f"{label}: stopped after {len(records)} frames", err=True)
     finally:
+        reader.close()
         cap.release()
         if writer is not None:
-            writer.release()
+            writer.close()
     if not records:
         raise UtodCliError(f"{label}: no frame could be read")
+    wall = time.perf_counter() - t0
+    rate = len(records) / wall
+    verdict = "keeps up with" if rate >= fps else "is below"
+    click.echo(f"{label}: {len(records)} frames in {wall:.2f}s: {rate:.1f} fps, which {verdict} the source's "
+               f"{fps:g} fps (model alone {len(records) / max(model_s, 1e-9):.1f} img/s, "
+               f"{detector.batching()})", err=True)
     return records
 
 

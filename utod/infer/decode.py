@@ -1,7 +1,10 @@
-"""Model outputs -> detections: decoding a raw map with the model's own post-processing,
-and splitting padded ``[B, K, 6]`` detections into per-image tuples."""
+"""Model outputs -> detections: decoding a raw map with the model's own post-processing
+(compiled once per batch shape), and splitting padded ``[B, K, 6]`` detections into
+per-image tuples."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -11,19 +14,38 @@ ImageDetections = tuple[np.ndarray, np.ndarray, np.ndarray]
 """boxes float32 [K, 4] normalised cxcywh, scores float32 [K], labels int64 [K] (contiguous)."""
 
 
-def decode_raw(raw: np.ndarray, info: ModelInfo, conf_thresh: float, iou_thresh: float,
-               max_detections: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw NHWC map [B, Hg, Wg, A*D] -> (detections [B, K, 6], num_valid [B]) via the model's
-    own post-processing (class-aware NMS)."""
-    from utod._keras import tf
-    from utod.model.postprocess import postprocess
+class RawDecoder:
+    """Raw NHWC map -> detections with the model's own post-processing
+    (:func:`utod.model.postprocess.postprocess`: scores, decode, class-aware NMS, top-K),
+    compiled: one ``tf.function`` trace per raw-map shape (callers pad batches to a fixed
+    size), the thresholds passed as tensors so changing them never retraces."""
 
-    dets, num = postprocess(
-        tf.constant(raw, tf.float32), tf.constant(info.effective_anchors()), info.num_anchors, info.num_classes,
-        info.has_quality, info.score_mode, info.quality_power, float(conf_thresh), float(iou_thresh),
-        int(max_detections or info.max_detections),
-    )
-    return np.asarray(dets), np.asarray(num)
+    def __init__(self, info: ModelInfo, max_detections: int | None = None) -> None:
+        from utod._keras import tf
+        from utod.model.postprocess import postprocess
+
+        self.info = info
+        anchors = tf.constant(info.effective_anchors())
+        k = int(max_detections or info.max_detections)
+
+        def decode(raw: Any, conf: Any, iou: Any) -> Any:
+            return postprocess(raw, anchors, info.num_anchors, info.num_classes, info.has_quality,
+                               info.score_mode, info.quality_power, conf, iou, k)
+
+        self._fn = tf.function(decode)
+        self._tf = tf
+
+    @property
+    def traces(self) -> int:
+        """How many times the decoder has been traced (one per distinct batch shape)."""
+        return int(self._fn.experimental_get_tracing_count())
+
+    def __call__(self, raw: np.ndarray, conf_thresh: float, iou_thresh: float) -> tuple[np.ndarray, np.ndarray]:
+        """raw float32 [B, Hg, Wg, A*D] NHWC -> (detections [B, K, 6], num_valid [B])."""
+        tf = self._tf
+        dets, num = self._fn(tf.constant(raw, tf.float32), tf.constant(conf_thresh, tf.float32),
+                             tf.constant(iou_thresh, tf.float32))
+        return dets.numpy(), num.numpy()
 
 
 def split_detections(dets: np.ndarray, num_valid: np.ndarray | None, conf_thresh: float = 0.0) -> list[ImageDetections]:
@@ -38,3 +60,12 @@ def split_detections(dets: np.ndarray, num_valid: np.ndarray | None, conf_thresh
         rows = rows[np.argsort(-rows[:, 0], kind="stable")]
         out.append((rows[:, 2:6].copy(), rows[:, 0].copy(), np.rint(rows[:, 1]).astype(np.int64)))
     return out
+
+
+def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """[k, ...] -> [size, ...] with zero rows appended (``k <= size``); fixed shapes for
+    compiled functions."""
+    k = x.shape[0]
+    if k == size:
+        return x
+    return np.concatenate([x, np.zeros((size - k, *x.shape[1:]), x.dtype)])

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from utod.errors import ConfigError
-from utod.infer.decode import ImageDetections, decode_raw, split_detections
+from utod.infer.decode import ImageDetections, RawDecoder, pad_batch, split_detections
 from utod.infer.modelinfo import ModelInfo
 from utod.infer.preprocess import Preprocessor
 
@@ -29,6 +29,7 @@ class Detector:
         self.path = path
         self.info = info
         self._pre: Preprocessor | None = None
+        self._decoder: RawDecoder | None = None
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -47,26 +48,74 @@ class Detector:
         raw = out["raw"]
         return np.transpose(raw, (0, 2, 3, 1)) if self.info.input_layout == "nchw" else raw
 
-    def detect(self, images: np.ndarray, conf_thresh: float | None = None,
-               iou_thresh: float | None = None) -> list[ImageDetections]:
+    # ------------------------------------------------------------------ detection
+    batch_size = 32
+    """Images per forward pass in :meth:`detect` (compiled paths pad to it: fixed shapes)."""
+
+    def thresholds(self, conf_thresh: float | None, iou_thresh: float | None) -> tuple[float, float]:
+        """The decode thresholds to use (default: the model's); warns once when a file with
+        post-processing inside is asked for settings it cannot apply."""
         conf = self.info.conf_thresh if conf_thresh is None else float(conf_thresh)
         iou = self.info.nms_iou if iou_thresh is None else float(iou_thresh)
+        if self.info.has_postprocess and (conf < self.info.conf_thresh - 1e-9 or abs(iou - self.info.nms_iou) > 1e-9):
+            warn_once(self, f"warning: {self.path} has post-processing built in ({self.info.baked_in()}); "
+                            "a lower conf threshold or another NMS IoU cannot be applied to it")
+        return conf, iou
+
+    def detect(self, images: np.ndarray, conf_thresh: float | None = None,
+               iou_thresh: float | None = None) -> list[ImageDetections]:
+        """images float32 [N, H, W, 3] NHWC in [0, 1] -> N per-image detections, run in
+        chunks of at most :attr:`batch_size`."""
+        conf, iou = self.thresholds(conf_thresh, iou_thresh)
         images = np.asarray(images, np.float32)
+        out: list[ImageDetections] = []
+        step = max(1, int(self.batch_size))
+        for start in range(0, images.shape[0], step):
+            dets, num = self.detect_batch(images[start:start + step], conf, iou)
+            out.extend(split_detections(dets, num, conf))
+        return out
+
+    def detect_batch(self, images: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray]:
+        """images [k, H, W, 3] (k <= batch_size) -> (detections [k, K, 6], num_valid [k])."""
         if self.info.has_postprocess:
-            if conf < self.info.conf_thresh - 1e-9 or abs(iou - self.info.nms_iou) > 1e-9:
-                warn_once(self, f"warning: {self.path} has post-processing built in ({self.info.baked_in()}); "
-                                "a lower conf threshold or another NMS IoU cannot be applied to it")
             out = self.forward(images)
-            return split_detections(out["detections"], out.get("num_detections"), conf)
-        dets, num = decode_raw(self.raw(images), self.info, conf, iou)
-        return split_detections(dets, num, conf)
+            return out["detections"], out.get("num_detections")
+        raw = self.raw(images)
+        k = raw.shape[0]
+        dets, num = self.decoder(pad_batch(raw, self.padded_size(k)), conf, iou)
+        return dets[:k], num[:k]
+
+    def batching(self) -> str:
+        """How batches run, for reports (e.g. "batch 32, compiled")."""
+        static = getattr(self, "static_batch", None)
+        if static is not None and static != self.batch_size:
+            return f"file batch {static}, images in chunks of {self.batch_size}"
+        return f"batch {self.batch_size}"
+
+    def padded_size(self, k: int) -> int:
+        """The fixed batch a chunk of ``k`` images is padded to: 1 for single images (video,
+        camera), else :attr:`batch_size` — at most two compiled shapes."""
+        return 1 if k == 1 else max(k, int(self.batch_size))
+
+    @property
+    def decoder(self) -> RawDecoder:
+        if self._decoder is None:
+            self._decoder = RawDecoder(self.info)
+        return self._decoder
 
     def detect_files(self, paths: Sequence[str], conf_thresh: float | None = None,
-                     iou_thresh: float | None = None, batch_size: int = 32) -> list[ImageDetections]:
+                     iou_thresh: float | None = None, batch_size: int | None = None,
+                     workers: int | None = None) -> list[ImageDetections]:
+        """Detections of image files, read and preprocessed by worker threads while the
+        previous batch runs. An unreadable image raises ``DataError`` naming it."""
+        from utod.infer.preprocess import ImageLoader
+
+        if batch_size:
+            self.batch_size = int(batch_size)
         out: list[ImageDetections] = []
-        for start in range(0, len(paths), batch_size):
-            batch = self.preprocessor.load(paths[start:start + batch_size])
-            out.extend(self.detect(batch, conf_thresh, iou_thresh))
+        for batch in ImageLoader(self.preprocessor, self.batch_size, workers).batches(paths):
+            batch.raise_failed()
+            out.extend(self.detect(batch.images, conf_thresh, iou_thresh))
         return out
 
 

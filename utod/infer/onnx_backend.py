@@ -20,6 +20,9 @@ class OnnxDetector(Detector):
         ort.set_default_logger_severity(3)  # e.g. the nearest-Resize 'tf_half_pixel_for_nn' notice
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # idle intra-op threads sleep instead of spinning: on a busy or small CPU (image
+        # decoding runs beside the model) spinning threads steal the cores they wait for
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         try:

@@ -5,7 +5,10 @@ letterbox) -> float32 / 255, NHWC."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,3 +58,78 @@ class Preprocessor:
 
     def load(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
         return self.batch(read_image(p) for p in paths)
+
+
+@dataclass
+class LoadedBatch:
+    """One batch of image files: the ones that decoded (``paths``, ``images`` float32
+    [k, H, W, 3], and the uint8 RGB ``originals`` at their own size when asked for) and the
+    ones that did not (``failed``: path and the ``DataError`` naming it)."""
+
+    paths: list[str]
+    images: np.ndarray
+    originals: list[np.ndarray]
+    failed: list[tuple[str, DataError]]
+
+    def raise_failed(self) -> None:
+        if self.failed:
+            raise self.failed[0][1]
+
+
+class ImageLoader:
+    """Reads and preprocesses image files on worker threads (OpenCV decodes and resizes
+    without the GIL), up to two batches ahead of the consumer, in the order given.
+
+    ``workers``: threads (default: the pipeline's, min(8, CPUs)); ``keep_originals``: also
+    return the decoded uint8 images (``utod predict`` draws on them).
+    """
+
+    def __init__(self, preprocessor: Preprocessor, batch_size: int, workers: int | None = None, *,
+                 keep_originals: bool = False) -> None:
+        from utod.data.cache import default_workers
+
+        self.preprocessor = preprocessor
+        self.batch_size = max(1, int(batch_size))
+        self.workers = max(1, int(workers or default_workers()))
+        self.keep_originals = keep_originals
+
+    def _load(self, path: str) -> tuple[np.ndarray | None, np.ndarray | None, DataError | None]:
+        try:
+            original = read_image(path)
+        except DataError as exc:
+            return None, None, exc
+        return self.preprocessor(original), (original if self.keep_originals else None), None
+
+    def batches(self, paths: Sequence[str | os.PathLike]) -> Iterator[LoadedBatch]:
+        paths = [str(p) for p in paths]
+        chunks = [paths[s:s + self.batch_size] for s in range(0, len(paths), self.batch_size)]
+        if not chunks:
+            return
+        h, w = self.preprocessor.img_size
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="utod-load") as pool:
+            ahead: deque[tuple[list[str], list[Future]]] = deque()
+            try:
+                for chunk in chunks:
+                    ahead.append((chunk, [pool.submit(self._load, p) for p in chunk]))
+                    if len(ahead) > 2:  # two batches stay queued while the consumer works
+                        yield self._collect(*ahead.popleft(), h, w)
+                while ahead:
+                    yield self._collect(*ahead.popleft(), h, w)
+            finally:  # an abandoned iteration does not leave files being read
+                for _, futs in ahead:
+                    for f in futs:
+                        f.cancel()
+
+    def _collect(self, chunk: list[str], futures: list[Future], h: int, w: int) -> LoadedBatch:
+        ok, images, originals, failed = [], [], [], []
+        for path, fut in zip(chunk, futures):
+            image, original, err = fut.result()
+            if err is not None:
+                failed.append((path, err))
+                continue
+            ok.append(path)
+            images.append(image)
+            if original is not None:
+                originals.append(original)
+        arr = np.stack(images) if images else np.zeros((0, h, w, 3), np.float32)
+        return LoadedBatch(ok, arr, originals, failed)

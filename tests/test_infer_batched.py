@@ -1,0 +1,83 @@
+"""Batched, compiled inference: the same detections as the eager post-processing, one trace
+per batch shape whatever the batch sizes and thresholds, image files loaded ahead in order."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def model():
+    from utod.model.config import ModelConfig
+    from utod.model.detector import build_model
+
+    cfg = ModelConfig(img_size=(64, 64), num_classes=2, class_names=["a", "b"], cnn_width=8, activation="relu",
+                      head="utod", conf_thresh=0.001, max_detections=20, anchors=[[0.3, 0.3], [0.5, 0.5]])
+    return build_model(cfg)
+
+
+def _eager(model, images, conf, iou):
+    from utod.infer.decode import split_detections
+    from utod.model.postprocess import model_postprocess
+
+    dets, num = model_postprocess(model, model(images, training=False), conf, iou)
+    return split_detections(np.asarray(dets), np.asarray(num), conf)
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for (ba, sa, la), (bb, sb, lb) in zip(a, b):
+        assert len(sa) == len(sb)
+        np.testing.assert_allclose(sa, sb, atol=1e-5)
+        np.testing.assert_allclose(ba, bb, atol=1e-5)
+        np.testing.assert_array_equal(la, lb)
+
+
+def test_keras_detect_is_the_eager_postprocess_with_two_traces(model):
+    from utod.infer.keras_backend import KerasDetector
+
+    det = KerasDetector(model)
+    det.batch_size = 4
+    images = np.random.default_rng(0).random((9, 64, 64, 3)).astype(np.float32)
+    for n, conf, iou in ((1, 0.001, 0.45), (3, 0.001, 0.45), (4, 0.2, 0.6), (9, 0.05, 0.3), (1, 0.3, 0.5)):
+        _same(det.detect(images[:n], conf, iou), _eager(model, images[:n], conf, iou))
+    assert det.traces == 2  # batch 1 and batch 4 (padded), thresholds never retrace
+
+
+def test_raw_decoder_matches_eager_and_does_not_retrace_on_thresholds(model):
+    from utod.infer.decode import RawDecoder, split_detections
+    from utod.infer.modelinfo import info_from_model
+
+    images = np.random.default_rng(1).random((3, 64, 64, 3)).astype(np.float32)
+    raw = np.asarray(model(images, training=False))
+    dec = RawDecoder(info_from_model(model))
+    for conf, iou in ((0.001, 0.45), (0.1, 0.6), (0.3, 0.2)):
+        dets, num = dec(raw, conf, iou)
+        _same(split_detections(dets, num, conf), _eager(model, images, conf, iou))
+    assert dec.traces == 1
+
+
+def test_image_loader_keeps_order_skips_nothing_silently(tmp_path):
+    from utod.infer.preprocess import ImageLoader, Preprocessor
+
+    paths = []
+    for i in range(7):
+        p = tmp_path / f"im{i}.png"
+        cv2.imwrite(str(p), np.full((20 + i, 30, 3), 10 * i, np.uint8))
+        paths.append(str(p))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    paths.insert(3, str(bad))
+    pre = Preprocessor((16, 16), "opencv_inter_nearest")
+    batches = list(ImageLoader(pre, 3, workers=2, keep_originals=True).batches(paths))
+    assert [len(b.paths) + len(b.failed) for b in batches] == [3, 3, 2]
+    assert [p for b in batches for p in b.paths] == [p for p in paths if p != str(bad)]
+    assert [p for b in batches for p, _ in b.failed] == [str(bad)]
+    with pytest.raises(Exception, match="bad.png"):
+        batches[1].raise_failed()
+    flat = np.concatenate([b.images for b in batches])
+    assert flat.shape == (7, 16, 16, 3) and flat.dtype == np.float32
+    np.testing.assert_allclose(flat[:, 0, 0, 0], [10 * i / 255 for i in range(7)], atol=1e-6)
+    assert [o.shape[0] for b in batches for o in b.originals] == [20 + i for i in range(7)]
