@@ -51,6 +51,16 @@ class TrainConfig:
     # ---- data -------------------------------------------------------------------------
     image_dir: str | None = _f(None, "Image folder (recursive; labels beside images) or list file. "
                                      "Omit to train on the built-in default dataset.", group=DATA)
+    # dataset descriptions (issue 16; utod/data/formats, docs/datasets.md) ---------------
+    data: str | None = _f(None, "Dataset: a data.yaml (Ultralytics/Roboflow), CVAT obj.data, COCO .json, or a "
+                                "folder whose layout is detected (data.yaml, obj.data, VOC Annotations/, COCO "
+                                "annotations/, images/+labels/, YOLO .txt beside images). Same as --image-dir.",
+                          group=DATA)
+    data_format: str | None = _f(None, "Force the dataset layout instead of detecting it (ultralytics, "
+                                       "cvat-yolo, voc, coco, ultralytics-tree, yolo).", group=DATA)
+    train_list: str | None = _f(None, "Fixed training image list (UHD): no ratio split.", group=DATA)
+    val_list: str | None = _f(None, "Fixed validation image list (with --train-list).", group=DATA)
+    # -------------------------------------------------------------------------------------
     names: str | None = _f(None, "Class names file (one per line).", group=DATA)
     num_classes: int | None = _f(None, "Number of classes (when not given by --classes/--names).", group=DATA)
     classes: str | None = _f(None, 'Raw class ids to train, e.g. "0,1,3" (remapped to 0..n-1).', group=DATA)
@@ -169,6 +179,7 @@ ARCHITECTURE_FIELDS = (
     "img_size", "cnn_width", "activation", "use_batchnorm", "utod_residual", "head", "head_opt",
     "use_improved_head", "use_iou_aware_head", "use_head_ese", "cls_bottleneck_ratio", "utod_large_obj_branch",
     "utod_large_obj_depth", "utod_large_obj_ch_scale", "classes", "num_classes", "names", "image_dir",
+    "data", "data_format", "train_list", "val_list",
     "train_split", "val_split", "seed", "batch_size", "anchors", "auto_anchors", "num_anchors",
     "auto_anchors_alg", "use_ema", "teacher_ckpt", "distill_weight", "feature_distill_weight", "resize_mode",
     "aug_config", "no_aug", "max_boxes", "strategy",

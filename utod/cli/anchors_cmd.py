@@ -1,6 +1,6 @@
-"""``utod anchors``: compute anchors from the YOLO labels of a dataset (auto-anchors, docs/loss.md §7.2).
+"""``utod anchors``: compute anchors from the labels of a dataset (auto-anchors, docs/loss.md §7.2).
 
-Reads every label file beside the images under ``--image-dir`` (recursive), keeps boxes with
+Reads the labels of ``--data`` (any layout of :mod:`utod.data.formats`), keeps boxes with
 w > 0 and h > 0 of the selected classes, clusters their normalised sizes and prints the
 anchors, their mean best shape-IoU with the labels and a ready-to-paste ``--anchors`` value.
 Never imports TensorFlow.
@@ -23,7 +23,10 @@ def anchors_arg(anchors) -> str:
 
 
 @click.command("anchors")
-@click.option("--image-dir", required=True, help="Folder of images (searched recursively) or an image list file.")
+@click.option("--data", "--image-dir", "image_dir", required=True,
+              help="Dataset: folder (layout detected), data.yaml, obj.data, COCO .json or image list file.")
+@click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
+              help="Part of the dataset whose boxes are clustered (train/val: the description's own sets).")
 @click.option("-k", "--num-anchors", "k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Number of anchors.")
 @click.option("--alg", type=click.Choice(ALGORITHMS), default="kmeans", show_default=True,
@@ -34,7 +37,7 @@ def anchors_arg(anchors) -> str:
               help="Maximum k-means iterations.")
 @click.option("--bias", type=float, default=0.2, show_default=True, help="Bin bias of stratified_large.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def anchors(image_dir: str, k: int, alg: str, classes: str | None, seed: int, iterations: int, bias: float,
+def anchors(image_dir: str, split: str, k: int, alg: str, classes: str | None, seed: int, iterations: int, bias: float,
             as_json: bool) -> None:
     """Cluster the label box sizes of a dataset into anchors (normalised w,h)."""
     from utod.cli._common import UtodCliError, user_errors
@@ -44,23 +47,17 @@ def anchors(image_dir: str, k: int, alg: str, classes: str | None, seed: int, it
 
         from utod.anchors import kmeans_anchors, mean_best_iou
         from utod.data.classes import parse_class_list
-        from utod.data.discovery import find_images
-        from utod.data.labels import label_path_for, read_label_file
+        from utod.data.loading import load_items
 
         class_ids = parse_class_list(classes) if classes and classes.strip() else None
-        images, issues = find_images(image_dir)
-        if not images:
-            raise UtodCliError(f"no images (jpg, jpeg, png, bmp, webp) found under '{image_dir}'")
+        items, ds = load_items(image_dir, split=split, check_images=False)  # labels only
+        issues = ds.issues
         sizes = []
-        files_with_labels = 0
-        for image in images:
-            parsed = read_label_file(label_path_for(image), class_ids=class_ids)
-            issues.extend(parsed.issues)
-            if not parsed.exists:
-                continue
-            files_with_labels += 1
-            keep = np.ones(len(parsed.labels), bool) if class_ids is None else np.isin(parsed.labels, class_ids)
-            sizes.append(parsed.boxes[keep, 2:4])
+        for it in items:
+            keep = np.ones(len(it.labels), bool) if class_ids is None else np.isin(it.labels, class_ids)
+            sizes.append(it.boxes[keep, 2:4])
+        images = items
+        files_with_labels = ds.result.labelled_images
         for issue in issues[:MAX_SHOWN_ISSUES]:
             click.echo(f"warning: {issue}", err=True)
         if len(issues) > MAX_SHOWN_ISSUES:

@@ -12,9 +12,11 @@ from utod.cli._common import split_settings, user_errors
 
 @click.command("eval")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("--image-dir", required=True, type=click.Path(), help="Labelled images (folder or list file).")
-@click.option("--split", type=click.Choice(["all", "val", "train"]), default="all", show_default=True,
-              help="Evaluate all images, or one part of the trainer's deterministic split.")
+@click.option("--data", "--image-dir", "image_dir", required=True, type=click.Path(),
+              help="Labelled dataset: folder (layout detected), data.yaml, obj.data, COCO .json or list file.")
+@click.option("--split", type=click.Choice(["all", "val", "train", "test"]), default="all", show_default=True,
+              help="Evaluate all images, or one part: the dataset's own train/val/test set, else the "
+                   "trainer's deterministic split.")
 @click.option("--train-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.8).")
 @click.option("--val-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.2).")
 @click.option("--seed", type=int, default=None, help="Split seed (default: the checkpoint's, else 42).")

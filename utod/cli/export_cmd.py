@@ -38,14 +38,15 @@ def default_output(checkpoint: str, fmt: str, post: bool, int8: bool) -> Path:
 @click.option("--iou-thresh", type=float, default=None, help="NMS IoU baked into the post-processing.")
 @click.option("--max-detections", type=int, default=None, help="K, rows of the detections output.")
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
-@click.option("--image-dir", type=click.Path(), default=None,
-              help="Images (folder or list file) for the parity check, int8 calibration and the int8 mAP.")
+@click.option("--data", "--image-dir", "image_dir", type=click.Path(), default=None,
+              help="Dataset (any layout: folder, data.yaml, obj.data, COCO .json, list file) for the parity "
+                   "check, int8 calibration and the int8 mAP.")
 @click.option("--check-images", type=int, default=8, show_default=True,
               help="Images used for the parity check (synthetic ones without --image-dir).")
 @click.option("--int8", is_flag=True, help="TFLite full-integer int8 quantisation (raw output; decoded outside).")
 @click.option("--calib-images", type=int, default=100, show_default=True,
               help="Representative images for int8 calibration, drawn from --image-dir.")
-@click.option("--split", type=click.Choice(["all", "val", "train"]), default="val", show_default=True,
+@click.option("--split", type=click.Choice(["all", "val", "train", "test"]), default="val", show_default=True,
               help="Images of --image-dir on which the int8 and float mAP are compared (the trainer's split).")
 @click.option("--train-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.8).")
 @click.option("--val-split", type=float, default=None, help="Split ratio (default: the checkpoint's, else 0.2).")

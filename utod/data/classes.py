@@ -2,8 +2,11 @@
 
 Priority (the seed's rule, docs/pipeline.md §1.3): ``--classes "a,b,c"`` (count = list length, raw id ``a`` ->
 index 0, ``b`` -> 1 ...), then ``--num-classes N`` (ids 0..N-1), then the number of non-empty
-lines of the ``--names`` file. Names come from the names file when given (line ``i`` names
-raw id ``i``), else ``class<id>``. Deviations from the seed, on purpose: a missing or empty names
+lines of the ``--names`` file, then the class count of the dataset description. Names come
+from the names file when given (line ``i`` names raw id ``i``), else from the dataset
+description (data.yaml, obj.names, COCO categories, VOC object names), else ``class<id>``;
+a ``--classes`` subset keeps the names of its raw ids (deviation from the seed, which called them
+``class<id>`` whenever ``--classes`` was given). Deviations from the seed, on purpose: a missing or empty names
 file is an error (the seed ignored a missing one), and duplicate or negative ids are errors.
 """
 
@@ -59,9 +62,17 @@ def read_names_file(path: str) -> list[str]:
     return names
 
 
-def resolve_classes(classes: str | None, num_classes: int | None, names_path: str | None) -> ClassSpec:
-    """Combine the three class flags by the module's priority into a ``ClassSpec``."""
-    file_names = read_names_file(names_path) if names_path else None
+def resolve_classes(classes: str | None, num_classes: int | None, names_path: str | None, *,
+                    dataset_names: list[str] | None = None, dataset_num_classes: int | None = None) -> ClassSpec:
+    """Combine the three class flags by the module's priority into a ``ClassSpec``.
+
+    ``dataset_names`` / ``dataset_num_classes``: what the dataset description declares
+    (data.yaml ``names``/``nc``, obj.names, COCO categories, VOC object names). They come
+    after the flags: the names name every raw id (a ``--classes`` subset too) unless a
+    ``--names`` file is given, and the count applies when no flag gives one."""
+    file_names = read_names_file(names_path) if names_path else dataset_names
+    if file_names is None and dataset_num_classes:
+        file_names = [f"class{i}" for i in range(dataset_num_classes)]
     subset = False
     if classes is not None and classes.strip():
         ids = parse_class_list(classes)
@@ -75,6 +86,7 @@ def resolve_classes(classes: str | None, num_classes: int | None, names_path: st
     elif file_names is not None:
         ids = list(range(len(file_names)))
     else:
-        raise ConfigError("the number of classes is unknown: give --names FILE, --num-classes N or --classes LIST")
+        raise ConfigError("the number of classes is unknown: give --names FILE, --num-classes N or --classes LIST "
+                          "(or a dataset description that names its classes)")
     names = [file_names[i] if file_names is not None and i < len(file_names) else f"class{i}" for i in ids]
     return ClassSpec(class_ids=ids, names=names, subset=subset)

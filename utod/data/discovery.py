@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from utod.data.images import IMAGE_EXTENSIONS
@@ -30,10 +31,16 @@ def find_images_in_dir(directory: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def read_list_file(list_path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Image paths listed in ``list_path`` and ``path:line`` issues for entries not found."""
+def read_list_file(list_path: str | os.PathLike, *, extra_bases: Sequence[str | os.PathLike] = (),
+                   strip_prefixes: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Image paths listed in ``list_path`` and ``path:line`` issues for entries not found.
+
+    A relative entry is tried against the list file's folder, then each of ``extra_bases``
+    (e.g. a data.yaml root), then the current directory; with ``strip_prefixes`` (CVAT's
+    ``data/``) the entry is also tried without that leading prefix."""
     list_path = str(list_path)
     base = os.path.dirname(os.path.abspath(list_path))
+    bases = [base, *(str(b) for b in extra_bases)]
     paths: list[str] = []
     issues: list[str] = []
     try:
@@ -45,7 +52,12 @@ def read_list_file(list_path: str | os.PathLike) -> tuple[list[str], list[str]]:
         entry = raw.strip()
         if not entry or entry.startswith("#"):
             continue
-        candidates = [entry] if os.path.isabs(entry) else [os.path.join(base, entry), entry]
+        entry = entry.replace("\\", "/") if os.sep == "/" else entry
+        if os.path.isabs(entry):
+            candidates = [entry]
+        else:
+            forms = [entry] + [entry[len(p):] for p in strip_prefixes if entry.startswith(p)]
+            candidates = [os.path.join(b, f) for f in forms for b in bases] + forms
         hit = next((c for c in candidates if os.path.isfile(c)), None)
         if hit is None:
             issues.append(f"{list_path}:{lineno}: image '{entry}' not found — entry skipped")

@@ -76,21 +76,12 @@ def evaluate_detector(detector: Detector, items: Sequence[Any], *, conf_thresh: 
 
 def load_eval_items(image_dir: str, info: ModelInfo, *, split: str = "all", train_split: float = 0.8,
                     val_split: float = 0.2, seed: int = 42, log: Callable[[str], None] | None = None) -> list[Any]:
-    """Labelled images of ``image_dir`` for evaluation: all of them (``split="all"``) or the
-    ``"val"``/``"train"`` part of the trainer's deterministic split (same ratios and seed
-    give the same images as ``utod train``)."""
-    from utod.data.dataset import scan_dataset
-    from utod.data.split import split_items
+    """Labelled images of ``image_dir`` (any dataset layout, see :mod:`utod.data.formats`) for
+    evaluation: all of them (``split="all"``), the description's own ``"val"``/``"train"``/
+    ``"test"`` set, or for a plain folder that part of the trainer's deterministic split
+    (same ratios and seed give the same images as ``utod train``)."""
+    from utod.data.loading import load_items
 
-    if split not in ("all", "val", "train"):
-        raise ConfigError(f"--split must be all, val or train, got '{split}'")
-    ids = info.class_ids if info.class_ids is not None else list(range(info.num_classes))
-    scan = scan_dataset(image_dir, class_ids=ids, num_classes=len(ids), log=log)
-    items = scan.items
-    if split != "all":
-        train, val = split_items(items, train_split, val_split, seed)
-        items = val if split == "val" else train
-        if not items:
-            raise DataError(f"the {split} split of '{image_dir}' is empty "
-                            f"(train_split {train_split}, val_split {val_split}, {len(scan.items)} images)")
+    items, _ = load_items(image_dir, class_ids=info.class_ids, split=split, train_split=train_split,
+                          val_split=val_split, seed=seed, log=log)
     return items

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from utod.config import save_config
-from utod.errors import ConfigError, DataError
+from utod.errors import ConfigError
 from utod.seed_compat import assigner_options_from_flags, head_name
 from utod.train.setup import (
     ResolvedRun,
@@ -83,9 +82,6 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     _configure_devices(cfg.strategy)
     from utod._keras import keras
     from utod.data.augment import build_augmenter, load_aug_config
-    from utod.data.classes import resolve_classes
-    from utod.data.dataset import scan_dataset
-    from utod.data.split import split_items, write_split
     from utod.model.config import ModelConfig
     from utod.registry import get_registry, parse_option_pairs, validate_options, warn_failures
 
@@ -116,37 +112,19 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
         check_new_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    image_dir = cfg.image_dir
-    if resolved.used_default_data and not image_dir:
+    data = None
+    if resolved.used_default_data:
         from utod.data.synthetic import ensure_default_dataset
 
         root = ensure_default_dataset()
-        image_dir = str(root)
-        if not cfg.names and (root / "obj.names").is_file():
-            cfg.names = str(root / "obj.names")
-        log(f"No --image-dir given: training on the built-in generated dataset at {root}")
-    if not image_dir:
-        raise DataError("--image-dir is required")
-
-    if not (cfg.names or cfg.num_classes or cfg.classes):
-        found = [Path(image_dir) / n for n in ("obj.names", "classes.txt") if (Path(image_dir) / n).is_file()]
-        if found:
-            cfg.names = str(found[0])
-            log(f"Class names from {found[0]} (pass --names, --num-classes or --classes to override)")
+        data = str(root)
+        log(f"No --data / --image-dir given: training on the built-in generated dataset at {root}")
     keras.utils.set_random_seed(cfg.seed)
-    classes = resolve_classes(cfg.classes, cfg.num_classes, cfg.names)
+    from utod.data.loading import load_training_data
+
+    loaded = load_training_data(cfg, run_dir, data=data, log=log)
+    classes, train_items, val_items = loaded.classes, loaded.train, loaded.val
     class_ids = list(classes.class_ids)
-    scan = scan_dataset(image_dir, class_ids=class_ids if classes.subset else None, num_classes=len(class_ids),
-                        log=log)
-    log(scan.summary.format())
-    if scan.issues:
-        (run_dir / "data_issues.txt").write_text("\n".join(scan.issues) + "\n", encoding="utf-8")
-        log(f"{len(scan.issues)} data issue(s) listed in {run_dir / 'data_issues.txt'}")
-    train_items, val_items = split_items(scan.items, cfg.train_split, cfg.val_split, cfg.seed)
-    write_split(run_dir, train_items, val_items)
-    log(f"Split (seed {cfg.seed}): {len(train_items)} train, {len(val_items)} val images")
-    if len(train_items) < 1:
-        raise DataError("the training split is empty")
 
     # ---- model configuration ----------------------------------------------------------
     anchors, anchor_source = _resolve_anchors(cfg, train_items, class_ids)

@@ -77,11 +77,11 @@ def resolve_config(cli_given: dict[str, Any], config_file: str | None) -> Resolv
             )
         merged = {**base, **asked, "resume": str(run_dir)}
         cfg = build_config(merged)
-        return ResolvedRun(cfg, run_dir, True, cfg.image_dir is None)
+        return ResolvedRun(cfg, run_dir, True, not (cfg.image_dir or cfg.data or cfg.train_list))
 
     merged = load_yaml_config(config_file) if config_file else {}
     merged.update(cli)
-    used_default = not merged.get("image_dir")
+    used_default = not (merged.get("image_dir") or merged.get("data") or merged.get("train_list"))
     if used_default:
         for k, v in DEFAULT_DATA_SETTINGS.items():
             merged.setdefault(k, v)
