@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from utod.errors import ConfigError, DataError
 from utod.infer.detector import Detector
 from utod.infer.modelinfo import ModelInfo
 
