@@ -7,7 +7,7 @@ import json
 
 import click
 
-from utod.cli._common import split_settings, user_errors
+from utod.cli._common import user_errors
 
 
 @click.command("eval")
@@ -42,20 +42,15 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
     mAP evaluation; a higher baked threshold cuts the precision/recall curve short.
     """
     with user_errors():
-        from utod.infer.evaluate import evaluate_detector, load_eval_items
-        from utod.infer.load import load_detector
+        from utod.api import evaluate, load
         from utod.metrics import format_report
 
-        detector = load_detector(model_path)
-        meta = getattr(detector, "meta", {}) or {}
-        settings = split_settings(meta, train_split, val_split, seed)
+        model = load(model_path)  # the Python API's functions: one implementation
+        detector = model.detector
         log = None if as_json else (lambda m: click.echo(m, err=True))
-        items = load_eval_items(image_dir, detector.info, split=split, log=log, **settings)
-        pr_conf = detector.info.conf_thresh if pr_conf_thresh is None else pr_conf_thresh
-        result = evaluate_detector(detector, items, conf_thresh=conf_thresh, iou_thresh=iou_thresh,
-                                   eval_conf_thresh=pr_conf, batch_size=batch_size)
-        result.update(model=model_path, backend=detector.kind, image_dir=str(image_dir), split=split,
-                      decode_conf_thresh=conf_thresh, **({} if split == "all" else settings))
+        result = evaluate(model, image_dir, split=split, conf=conf_thresh, iou=iou_thresh, pr_conf=pr_conf_thresh,
+                          batch_size=batch_size, train_split=train_split, val_split=val_split, seed=seed, log=log)
+        result["model"] = model_path
         if as_json:
             click.echo(json.dumps(result, indent=2))
         else:

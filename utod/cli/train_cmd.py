@@ -69,10 +69,10 @@ def _train_callback(config_file: str | None, **values: Any) -> None:
     if shortcut:
         cli_given["resize_mode"] = shortcut[-1]
     with user_errors():
-        from utod.train.run import run_training
+        from utod.api import train as api_train  # the Python API's function: one implementation
 
         try:
-            run_training(cli_given, config_file=config_file)
+            api_train(config=config_file, **cli_given)
         except KeyboardInterrupt:
             raise UtodCliError("interrupted; the last saved state can be resumed with --resume") from None
 
