@@ -88,7 +88,7 @@ class UltralyticsSource(DatasetSource):
         line = self.lines.get(key)
         return f"{self.path}:{line}" if line else str(self.path)
 
-    def _resolve(self, value: str, key: str, log: IssueLog) -> Path | None:
+    def _resolve(self, value: str, key: str, notes: list[str]) -> Path | None:
         """A split value -> an existing path (the fallbacks of the module docstring), or None."""
         raw = Path(os.path.expanduser(value))
         first = raw if raw.is_absolute() else self.root / raw
@@ -103,11 +103,11 @@ class UltralyticsSource(DatasetSource):
             tries.append(self.path.parent / Path(*parts[len(parts) - n:]))
         for t in tries:
             if t.exists():
-                log.add(self._where(key), f"'{key}: {value}' does not exist as written", f"read from {t}")
+                notes.append(f"{self._where(key)}: '{key}: {value}' is not there as written; read from {t}")
                 return t
         return None
 
-    def split_images(self, key: str, log: IssueLog) -> list[str] | None:
+    def split_images(self, key: str, log: IssueLog, notes: list[str]) -> list[str] | None:
         """Image paths of split ``key`` (None when the key is absent or empty)."""
         value = self.data.get(key)
         if value in (None, "", []):
@@ -117,7 +117,7 @@ class UltralyticsSource(DatasetSource):
         for v in values:
             if not isinstance(v, str):
                 raise DataError(f"{self._where(key)}: '{key}' entries must be paths, got {v!r}")
-            p = self._resolve(v, key, log)
+            p = self._resolve(v, key, notes)
             if p is None:
                 hint = (" (utod never runs the 'download' key: fetch the data yourself)"
                         if "download" in self.data else "")
@@ -149,7 +149,7 @@ class UltralyticsSource(DatasetSource):
             result.splits[ALL] = read_split_images(paths, rules, log, result)
             return result
         for key in SPLIT_KEYS:
-            paths = self.split_images(key, log)
+            paths = self.split_images(key, log, result.notes)
             if paths is None or (not paths and key not in ("train", "val")):
                 continue
             result.splits[split_key(key)] = read_split_images(paths, rules, log, result)
