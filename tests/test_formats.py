@@ -373,3 +373,22 @@ def test_write_data_issues_counts(tmp_path):
     p = write_data_issues(tmp_path, ["a:1: x — line skipped", "b:2: y — line skipped", "c: z — image skipped"])
     lines = p.read_text().splitlines()
     assert lines[0] == "# 3 data issue(s): 2 line skipped, 1 image skipped" and len(lines) == 4
+
+
+def test_cvat_export_without_images_and_voc_xml_without_image(tmp_path):
+    root = make_cvat(tmp_path / "cvat")
+    (root / "obj_valid_data" / "e.jpg").unlink()
+    _, _, ds = read(root)
+    assert f"{root / 'valid.txt'}:2: image 'data/obj_valid_data/e.jpg' not found — entry skipped" in ds.issues
+    assert any("obj_valid_data/e.txt:1: label file without a matching image" in i for i in ds.issues)
+    voc = make_voc(tmp_path / "voc")
+    (voc / "JPEGImages" / "d.jpg").unlink()
+    (voc / "Annotations" / "zz.xml").write_text(voc_xml("a").replace("a.jpg", "zz.jpg"))
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("d\ne\nzz\nnoxml\n")
+    write_jpg(voc / "JPEGImages" / "noxml.jpg")
+    _, _, ds = read(voc)
+    text = "\n".join(ds.issues)
+    assert f"{voc / 'Annotations' / 'd.xml'}:filename: annotation without an image" in text
+    assert f"{voc / 'Annotations' / 'zz.xml'}:filename: annotation without an image" in text
+    assert "listed id 'noxml' has no Annotations/noxml.xml — image used as a background image" in text
+    assert sorted(Path(i.image_path).stem for i in ds.splits["val"]) == ["e", "noxml"]

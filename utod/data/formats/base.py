@@ -92,6 +92,7 @@ class ReadResult:
     unlabelled_images: int = 0
     unlabelled_examples: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational lines for the log (not issues)
+    used_labels: set[str] = field(default_factory=set)  # real paths of the label files read
 
     @property
     def issues(self) -> list[str]:
@@ -207,6 +208,7 @@ def read_yolo_images(paths: Iterable[str], rules: LabelRules, log: IssueLog, res
             items.append(DatasetItem(path, np.zeros((0, 4), np.float32), np.zeros((0,), np.int32)))
             continue
         result.labelled_images += 1
+        result.used_labels.add(os.path.realpath(label))
         lf = read_label_file(label, num_classes=rules.max_class)
         log.extend(lf.issues)
         log.skipped_lines += lf.skipped_lines
@@ -269,16 +271,6 @@ def all_subfolders(root: str) -> list[str]:
         seen.add(real)
         dirs[:] = [x for x in dirs if not x.startswith(".")]
         out.append(d)
-    return out
-
-
-def used_label_paths(paths: Iterable[str], label_for=label_candidates) -> set[str]:
-    out = set()
-    for p in paths:
-        for c in label_for(p):
-            if os.path.isfile(c):
-                out.add(os.path.realpath(c))
-                break
     return out
 
 

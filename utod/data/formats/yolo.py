@@ -26,7 +26,6 @@ from utod.data.formats.base import (
     image_stems,
     read_yolo_images,
     report_orphan_labels,
-    used_label_paths,
 )
 from utod.errors import DataError
 
@@ -72,7 +71,7 @@ def read_split_images(paths: list[str], rules: LabelRules, log: IssueLog, result
         except OSError:
             pass
     report_orphan_labels(orphan_roots if orphan_roots is not None else label_folders(paths),
-                         used_label_paths(paths), log, image_stems(on_disk))
+                         result.used_labels, log, image_stems(on_disk))
     return items
 
 
