@@ -81,3 +81,22 @@ def test_image_loader_keeps_order_skips_nothing_silently(tmp_path):
     assert flat.shape == (7, 16, 16, 3) and flat.dtype == np.float32
     np.testing.assert_allclose(flat[:, 0, 0, 0], [10 * i / 255 for i in range(7)], atol=1e-6)
     assert [o.shape[0] for b in batches for o in b.originals] == [20 + i for i in range(7)]
+
+
+def test_graph_function_falls_back_to_autograph_once():
+    from utod._keras import tf
+    from utod.infer.graph import GraphFunction
+
+    def plain(x):
+        return x * 2.0
+
+    def needs_autograph(x):
+        if tf.reduce_sum(x) > 0:  # Python control flow on a tensor
+            return x * 2.0
+        return -x
+
+    f, g = GraphFunction(plain), GraphFunction(needs_autograph)
+    x = tf.constant([1.0, 2.0])
+    assert f(x).numpy().tolist() == [2.0, 4.0] and not f.autograph and f.traces == 1
+    assert g(x).numpy().tolist() == [2.0, 4.0] and g.autograph
+    assert g(-x).numpy().tolist() == [1.0, 2.0] and g.traces == 1

@@ -14,6 +14,10 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's __init__ eagerly imports the optimizers of the Keras it maps ``tf.keras`` to:
+# Keras 3 (~1.5-2.5 s of start-up on the 2-core machine, and never used here) unless told
+# it is tf-keras, which utod imports anyway. An explicit user setting is kept.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 _NOISE = (
     "All log messages before absl::InitializeLog()",

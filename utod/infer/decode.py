@@ -32,7 +32,7 @@ class RawDecoder:
             return postprocess(raw, anchors, info.num_anchors, info.num_classes, info.has_quality,
                                info.score_mode, info.quality_power, conf, iou, k)
 
-        self._fn = tf.function(decode)
+        self._fn = tf.function(decode, autograph=False)  # explicit tf.while_loop: no AutoGraph needed
         self._tf = tf
 
     @property

@@ -13,20 +13,21 @@ import numpy as np
 
 from utod.infer.decode import pad_batch
 from utod.infer.detector import Detector
+from utod.infer.graph import GraphFunction
 from utod.infer.modelinfo import info_from_model
 
 
 def compiled_detect(model: Any, max_detections: int | None = None) -> Any:
-    """``tf.function(images [B,H,W,3], conf [], iou []) -> (detections [B,K,6], num_valid [B])``
-    for a Keras ``UltraTinyOD``: forward (inference mode) + the model's post-processing."""
-    from utod._keras import tf
+    """Compiled ``(images [B,H,W,3], conf [], iou []) -> (detections [B,K,6], num_valid [B])``
+    for a Keras ``UltraTinyOD``: forward (inference mode) + the model's post-processing
+    (a :class:`~utod.infer.graph.GraphFunction`: traced without AutoGraph when it can be)."""
     from utod.model.postprocess import model_postprocess
 
     def detect(images: Any, conf: Any, iou: Any) -> Any:
         raw = model(images, training=False)
         return model_postprocess(model, raw, conf, iou, max_detections)
 
-    return tf.function(detect)
+    return GraphFunction(detect)
 
 
 class KerasDetector(Detector):
@@ -41,7 +42,7 @@ class KerasDetector(Detector):
         from utod._keras import tf
 
         self._tf = tf
-        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._fn = GraphFunction(lambda x: model(x, training=False), reduce_retracing=True)
         self._detect_fn = compiled_detect(model)
 
     def forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,7 +51,7 @@ class KerasDetector(Detector):
     @property
     def traces(self) -> int:
         """How many times the compiled detect function has been traced (one per batch shape)."""
-        return int(self._detect_fn.experimental_get_tracing_count())
+        return self._detect_fn.traces
 
     def batching(self) -> str:
         return f"batch {self.batch_size}, compiled forward + NMS"
