@@ -288,4 +288,7 @@ def _coerce_field(f: dataclasses.Field, value: Any) -> Any:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    """Write ``cfg`` as YAML atomically (a kill mid-write leaves the old file intact)."""
+    from utod.atomic import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -18,3 +18,16 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint cannot be read or rebuilt (missing file, missing head plugin, ...)."""
+
+
+class StorageError(UserError):
+    """A file or folder cannot be written (disk full, read-only, permission denied). The
+    message names the path; nothing half-written is left under the final name."""
+
+
+class RunLockedError(UserError):
+    """Another live ``utod train`` holds the run folder's lock."""
+
+
+class NonFiniteError(UserError):
+    """Weights, losses or model outputs are NaN/Inf; nothing non-finite is scored or saved."""

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from utod.atomic import write_bytes
 from utod.errors import ConfigError
 from utod.infer.decode import ImageDetections, split_detections
 from utod.infer.detector import Detector
@@ -122,7 +123,6 @@ def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nch
                 simplify: bool = False) -> ModelInfo:
     """Write ``model`` to ``output`` as ONNX (see module docstring). Returns its ModelInfo."""
     from utod._keras import tf  # noqa: F401, I001  (quiet TF import before tf2onnx)
-    import onnx
     import tf2onnx
 
     _check_batch(batch)
@@ -139,9 +139,7 @@ def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nch
         proto = _simplify(proto)
         info.extra["simplified"] = f"onnxslim {_onnxslim().__version__}: {before} -> {len(proto.graph.node)} nodes"
     set_onnx_metadata(proto, info.to_metadata())
-    output = str(output)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    onnx.save(proto, output)
+    write_bytes(output, proto.SerializeToString())
     return info
 
 
@@ -226,10 +224,7 @@ def export_tflite(model: Any, output: str | os.PathLike, *, post: bool = True, i
         info.input_dtype = "int8"
         info.extra["quantization"] = "full-integer int8 (int8 input/output)"
     content = add_tflite_metadata(content, info.to_json())
-    output = str(output)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "wb") as f:
-        f.write(content)
+    write_bytes(output, content)
     return info
 
 

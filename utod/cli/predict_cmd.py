@@ -106,12 +106,12 @@ def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_fr
         images, videos = collect_inputs(inputs)
         if inputs and not images and not videos and camera is None:
             raise UtodCliError("no images or videos found in the given inputs")
+        from utod.atomic import check_writable_dir
         from utod.infer.load import load_detector
 
+        out = check_writable_dir(out_dir)  # before any work: a read-only --out fails at once
         detector = load_detector(model_path)
         detector.batch_size = batch_size
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         records: list[dict[str, Any]] = []
         records += _predict_images(detector, images, out, conf_thresh, iou_thresh, batch_size, not no_draw)
         for v in videos:
@@ -137,8 +137,11 @@ def _annotated_name(path: str, used: set[str]) -> str:
 def _write_annotated(target: Path, image_rgb: Any, rows: list[dict[str, Any]]) -> None:
     import cv2
 
-    if not cv2.imwrite(str(target), draw(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), rows)):
-        raise UtodCliError(f"{target}: OpenCV cannot write this image")
+    from utod.atomic import atomic_path
+
+    with atomic_path(target) as tmp:  # the temporary name keeps the extension OpenCV encodes by
+        if not cv2.imwrite(str(tmp), draw(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), rows)):
+            raise UtodCliError(f"{target}: OpenCV cannot write this image")
 
 
 def _predict_images(detector, paths, out, conf, iou, batch_size, draw_boxes) -> list[dict[str, Any]]:
@@ -377,8 +380,10 @@ def _write_outputs(out: Path, records: list[dict[str, Any]], detector) -> None:
         "box_format": "x1,y1,x2,y2: pixels of the original image; cx,cy,w,h: normalised to the image",
         "images": records,
     }
-    (out / "detections.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    with open(out / "detections.csv", "w", newline="", encoding="utf-8") as fh:
+    from utod.atomic import atomic_open, write_text
+
+    write_text(out / "detections.json", json.dumps(doc, indent=1))
+    with atomic_open(out / "detections.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for rec in records:

@@ -6,15 +6,21 @@ Layout in the cache folder (default ``$UTOD_CACHE_DIR/images`` or ``~/.cache/uto
 which images failed to decode. ``key`` is a SHA-1 of the cache format version, the backend
 name, ``(H, W)`` and every image's absolute path, mtime (ns) and byte size, so any change to
 the files or settings builds a new cache. Both files are written under temporary names and
-renamed into place (the ``.json`` last, it marks a complete cache), so an interrupted build
-is never reused and concurrent builders do not corrupt each other. Memory stays bounded:
-the array lives on disk and pages in on demand.
+renamed into place (``utod.atomic``; the ``.json`` last, it marks a complete cache), so an
+interrupted build is never reused and concurrent builders do not corrupt each other. Memory
+stays bounded: the array lives on disk and pages in on demand.
+
+Disk space: the data file's blocks are reserved up front (``posix_fallocate``) after a
+free-space check, so a full disk is a one-line :class:`~utod.errors.StorageError` naming the
+folder, never a SIGBUS from writing into a memory map without backing blocks. Temporary
+files of a killed build (their writer's pid is gone) are removed at the next build.
 
 Only decoded, resized images are cached — never augmented samples.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,7 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
+from utod.atomic import (
+    atomic_path,
+    check_free_space,
+    clean_stale_temps,
+    ensure_dir,
+    storage_error,
+    write_json,
+)
 from utod.data.images import read_image_rgb
+from utod.faults import fault_point
 
 CACHE_FORMAT_VERSION = 1
 ResizeFn = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
@@ -100,15 +115,22 @@ class ImageCache:
         return True
 
     def _build(self, resize: ResizeFn, workers: int, log: Callable[[str], None] | None) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.dir)
+        clean_stale_temps(self.dir, log=log)
         n, (h, w) = len(self.paths), self.size
-        tmp = self.dir / f".{self.key}.u8.{os.getpid()}.tmp"
         bad: dict[int, str] = {}
+        nbytes = n * h * w * 3
         if n:
-            try:
-                mm = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(n, h, w, 3))
+            check_free_space(self.dir, nbytes, f"the image cache ({n} images at {h}x{w})")
+        with atomic_path(self.data_path) as tmp:
+            _reserve(tmp, nbytes)
+            if n:
+                mm = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(n, h, w, 3))
+                half = (n // 128) * 64  # the chunk start at which half the images are written
 
                 def work(start: int) -> None:
+                    if start == half:
+                        fault_point("cache.partial")
                     for i in range(start, min(start + 64, n)):
                         img = read_image_rgb(self.paths[i])
                         if img is None:
@@ -125,16 +147,41 @@ class ImageCache:
                     list(ex.map(work, range(0, n, 64)))
                 mm.flush()
                 del mm
-                os.replace(tmp, self.data_path)
-            finally:  # an error or Ctrl-C must not leave a half-written (possibly huge) file
-                tmp.unlink(missing_ok=True)
-        else:
-            self.data_path.touch()
+            fault_point("cache.built")
         meta = {"version": CACHE_FORMAT_VERSION, "backend": self.backend, "shape": [n, h, w, 3],
                 "errors": {str(i): m for i, m in sorted(bad.items())}}
-        tmp_meta = self.dir / f".{self.key}.json.{os.getpid()}.tmp"
-        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp_meta, self.meta_path)
+        write_json(self.meta_path, meta, indent=None)
         self.valid = np.ones(n, bool)
         self.valid[list(bad)] = False
         self.errors = [bad[i] for i in sorted(bad)]
+
+
+def _reserve(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` of allocated (not sparse) blocks: ENOSPC shows up here,
+    as an OSError, instead of as SIGBUS when the memory map is written."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    try:
+        if nbytes:
+            try:
+                os.posix_fallocate(fd, 0, nbytes)
+            except AttributeError:  # no posix_fallocate (macOS, Windows): write the zeros
+                _write_zeros(fd, nbytes)
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", -1)):
+                    _write_zeros(fd, nbytes)  # the file system cannot reserve blocks
+                else:
+                    raise
+    except OSError as exc:
+        os.close(fd)
+        fd = -1
+        raise storage_error(exc, path.parent, "write the image cache in") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _write_zeros(fd: int, nbytes: int) -> None:
+    block = bytes(1 << 20)
+    left = nbytes
+    while left > 0:
+        left -= os.write(fd, block[:min(left, len(block))])

@@ -180,14 +180,12 @@ def write_data_issues(run_dir: str | os.PathLike, issues: list[str]) -> Path | N
     """``data_issues.txt``: a header counting the issues by action, then one per line."""
     if not issues:
         return None
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    from utod.atomic import write_text
+
     path = Path(run_dir) / "data_issues.txt"
     counts = issue_counts(issues)
     head = [f"# {len(issues)} data issue(s): " + ", ".join(f"{n} {a}" for a, n in counts.most_common())]
-    tmp = path.with_name(".data_issues.txt.tmp")
-    tmp.write_text("\n".join(head + issues) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "\n".join(head + issues) + "\n")
 
 
 @dataclass
@@ -203,7 +201,6 @@ def load_training_data(cfg, run_dir: str | os.PathLike, *, data: str | None = No
     classes, the train/val items (written as train.txt / val.txt), data_issues.txt and
     dataset.json in ``run_dir``. ``data`` overrides ``cfg.data``/``cfg.image_dir`` (the
     built-in dataset)."""
-    import json
 
     from utod.data.split import write_split
 
@@ -224,11 +221,13 @@ def load_training_data(cfg, run_dir: str | os.PathLike, *, data: str | None = No
     if issues_file and log:
         log(f"{len(ds.issues)} data issue(s) listed in {issues_file}")
     write_split(run, train, val)
-    (run / "dataset.json").write_text(json.dumps({
+    from utod.atomic import write_json
+
+    write_json(run / "dataset.json", {
         "layout": source.layout, "source": source.describe(), "split": how,
         "splits": {k: len(v) for k, v in ds.splits.items()}, "train": len(train), "val": len(val),
         "class_ids": spec.class_ids, "names": spec.names, "names_from": source.names_origin or cfg.names or "",
-    }, indent=2), encoding="utf-8")
+    })
     if log:
         log(f"Split: {len(train)} train, {len(val)} val images — {how}")
     check_trainable(train, spec)

@@ -57,13 +57,10 @@ def split_items(items: Sequence[T], train_split: float = 0.8, val_split: float =
 def write_split(run_dir: str | os.PathLike, train_items: Sequence[object], val_items: Sequence[object]) -> tuple[Path, Path]:
     """Write ``train.txt`` and ``val.txt`` (absolute image paths, one per line) into
     ``run_dir``; both are valid ``--image-dir`` list files. Returns their paths."""
+    from utod.atomic import write_text
+
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     out = []
     for name, seq in (("train.txt", train_items), ("val.txt", val_items)):
-        path = run / name
-        tmp = run / f".{name}.tmp"
-        tmp.write_text("".join(os.path.abspath(_path_of(i)) + "\n" for i in seq), encoding="utf-8")
-        os.replace(tmp, path)
-        out.append(path)
+        out.append(write_text(run / name, "".join(os.path.abspath(_path_of(i)) + "\n" for i in seq)))
     return out[0], out[1]

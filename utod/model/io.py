@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from utod.atomic import atomic_path
 from utod.errors import CheckpointError
 
 FORMAT = "utod-checkpoint"
@@ -31,7 +32,7 @@ WEIGHTS_NAME = "weights.npz"
 
 def save_checkpoint(path: str | os.PathLike, model, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (an UltraTinyOD) and JSON-safe ``extra`` to ``path`` atomically
-    (``path.tmp`` then ``os.replace``). Returns the path."""
+    (``utod.atomic``: a temporary file, then ``os.replace``). Returns the path."""
     from utod import __version__
 
     path = Path(path)
@@ -56,16 +57,9 @@ def save_checkpoint(path: str | os.PathLike, model, extra: dict[str, Any] | None
         raise CheckpointError(f"checkpoint metadata for {path} is not JSON-serialisable: {exc}") from exc
     buf = io.BytesIO()
     np.savez(buf, **{f"w{i:04d}": np.asarray(v) for i, v in enumerate(values)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(META_NAME, meta_text)
-            zf.writestr(WEIGHTS_NAME, buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(META_NAME, meta_text)
+        zf.writestr(WEIGHTS_NAME, buf.getvalue())
     return path
 
 

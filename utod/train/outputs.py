@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from utod.atomic import atomic_open, atomic_path, copy_file
+from utod.faults import fault_point
 
 RESULT_COLUMNS = [
     "epoch", "time_s", "lr", "img_per_s",
@@ -40,20 +41,16 @@ class ResultsCsv:
             return list(csv.DictReader(fh))
 
     def append(self, row: dict[str, Any]) -> None:
-        new = not self.path.exists()
-        with self.path.open("a", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k, "")) for k in RESULT_COLUMNS})
+        """Add one row. The whole file is rewritten atomically (it is a few KB), so a kill
+        never leaves a torn row for the next one to be glued onto."""
+        self._write([*self.read(), {k: _fmt(row.get(k, "")) for k in RESULT_COLUMNS}])
+        fault_point("csv.appended")
 
     def _write(self, rows: list[dict[str, str]]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
+        with atomic_open(self.path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
 
 def _fmt(v: Any) -> Any:
@@ -109,10 +106,11 @@ def plot_results(csv_path: Path, png_path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = png_path.with_name(png_path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+    finally:
+        plt.close(fig)
 
 
 def checkpoint_name(kind: str, epoch: int, map50: float) -> str:
@@ -123,9 +121,7 @@ def checkpoint_name(kind: str, epoch: int, map50: float) -> str:
 def publish_alias(src: Path, alias: Path) -> None:
     """Copy ``src`` to a stable name (``best.keras``, ``last.keras``) atomically, so scripts
     and users need not know the epoch/mAP in the seed-style file names."""
-    tmp = alias.with_name(alias.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, alias)
+    copy_file(src, alias)
 
 
 def prune_checkpoints(run_dir: Path, kind: str, keep: int) -> None:

@@ -5,7 +5,6 @@ model configuration with its head options. No TensorFlow here."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +125,6 @@ def plugins_used(registry, cfg: TrainConfig, aug_ops: list[tuple[str, dict]] | N
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    from utod.atomic import write_json as atomic_write_json
+
+    atomic_write_json(path, data)
