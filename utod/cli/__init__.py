@@ -26,11 +26,32 @@ _COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Group(click.Group):
+    """The command group: an exception that is neither a user error nor a click one (a
+    plugin's bug, a library failure) is one line naming the plugin that raised it, exit 1;
+    the traceback only with ``utod -v`` / ``UTOD_VERBOSE=1``."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit,
+                KeyboardInterrupt, SystemExit, EOFError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
+            from utod.cli._common import unexpected_error
+
+            raise unexpected_error(exc) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, "-V", "--version", prog_name="utod")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the traceback of errors (also UTOD_VERBOSE=1).")
+def cli(verbose: bool) -> None:
     """Train, evaluate and export UltraTinyOD detectors. Every assigner, loss, head, resize
     backend and augmentation is a plugin: see `utod list-plugins`."""
+    from utod.cli._common import set_verbose
+
+    set_verbose(verbose)
 
 
 for _module, _attr in _COMMANDS:

@@ -96,6 +96,7 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
             skip_check) -> bool:
     import numpy as np
 
+    from utod.atomic import check_writable_dir
     from utod.export import check_parity, compare_quantised, export_onnx, export_tflite, synthetic_images
     from utod.infer.evaluate import load_eval_items
     from utod.infer.keras_backend import KerasDetector
@@ -104,9 +105,12 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     from utod.metrics import format_report
     from utod.model.io import load_checkpoint
 
+    out = Path(output) if output else default_output(checkpoint, fmt, post, int8)
+    if out.is_dir():
+        raise UtodCliError(f"-o {out}: is a folder; give the output file's name")
+    check_writable_dir(out.parent)  # before the conversion, not after it
     model, meta = load_checkpoint(checkpoint)
     keras_det = KerasDetector(model, checkpoint, meta)
-    out = Path(output) if output else default_output(checkpoint, fmt, post, int8)
     split_cfg = split_settings(meta, train_split, val_split, seed)
 
     items = None

@@ -7,9 +7,7 @@ seed's tools/inspect_checkpoint.py.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +17,26 @@ import numpy as np
 from utod.cli._common import UtodCliError, user_errors
 
 
-def _weight(path: Path, meta: dict[str, Any], needle: str) -> np.ndarray | None:
+def _weight(values: list[np.ndarray], meta: dict[str, Any], needle: str) -> np.ndarray | None:
     """The first stored weight whose name contains ``needle`` (e.g. ``anchors``)."""
-    from utod.model.io import WEIGHTS_NAME
-
     index = [i for i, w in enumerate(meta.get("weights", [])) if needle in str(w.get("name", ""))]
     if not index:
         return None
-    with zipfile.ZipFile(path) as zf:
-        data = np.load(io.BytesIO(zf.read(WEIGHTS_NAME)))
-        return np.asarray(data[f"w{index[0]:04d}"])
+    return np.asarray(values[index[0]])
 
 
 def checkpoint_report(path: str) -> dict[str, Any]:
     """JSON-safe description of a .keras checkpoint."""
-    from utod.model.io import read_checkpoint_meta
+    from utod.model.io import nonfinite_weights, read_checkpoint_meta, read_weights
 
     p = Path(path)
     meta = read_checkpoint_meta(p)
     cfg = meta.get("model_config", {})
-    anchors = np.asarray(meta["anchors"], np.float32) if "anchors" in meta else _weight(p, meta, "anchors")
+    values = read_weights(p, meta)  # CheckpointError for a damaged file or a missing weight
+    anchors = np.asarray(meta["anchors"], np.float32) if "anchors" in meta else _weight(values, meta, "anchors")
     # the values are in the metadata; by weight name only for checkpoints written before that
-    wh_scale = np.asarray(meta["wh_scale"], np.float32) if "wh_scale" in meta else _weight(p, meta, "wh_scale")
+    wh_scale = (np.asarray(meta["wh_scale"], np.float32) if "wh_scale" in meta
+                else _weight(values, meta, "wh_scale"))
     if anchors is None:
         anchors = np.asarray(cfg.get("anchors", []), np.float32)
     if wh_scale is None:
@@ -63,6 +59,7 @@ def checkpoint_report(path: str) -> dict[str, Any]:
         "anchors": anchors.tolist(),
         "wh_scale": wh_scale.tolist(),
         "effective_anchors": (anchors * wh_scale).tolist(),
+        "nonfinite_weights": nonfinite_weights(values, meta),
         "params_all": total,
         "params_trainable": int(meta["trainable_params"]) if "trainable_params" in meta else total - stats,
         "plugins": extra.get("plugins"),
@@ -164,6 +161,10 @@ def render(report: dict[str, Any]) -> str:
             "(without BN statistics and anchors)",
             f"epoch: {report.get('epoch')}   step: {report.get('step')}   EMA weights: {report.get('use_ema')}",
         ]
+        if report.get("nonfinite_weights"):
+            bad = report["nonfinite_weights"]
+            lines.append(f"WARNING: {len(bad)} weight tensor(s) hold NaN/Inf (first {bad[0]}): eval, export and "
+                         "predict refuse this checkpoint")
         if metrics:
             lines.append("metrics: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                  for k, v in metrics.items()))

@@ -80,15 +80,17 @@ def head_context(cfg: ModelConfig) -> HeadContext:
                        activation=cfg.activation, use_batchnorm=cfg.use_batchnorm)
 
 
-def build_model(cfg: ModelConfig, registry=None) -> UltraTinyOD:
+def build_model(cfg: ModelConfig, registry=None, *, head_ref: str | None = None) -> UltraTinyOD:
     """Build (and create the variables of) an UltraTinyOD for ``cfg``; the head comes from
-    ``registry.create("head", cfg.head, cfg.head_options, HeadContext(...))``."""
+    ``registry.create("head", cfg.head, cfg.head_options, HeadContext(...))``. ``head_ref``
+    (e.g. ``"provider:name"``) picks the head in the registry when the name alone is ambiguous."""
     if registry is None:
         from utod.registry import get_registry
 
         registry = get_registry()
-    comp = registry.get("head", cfg.head)
-    head = registry.create("head", cfg.head, cfg.head_options, head_context(cfg))
+    ref = head_ref or cfg.head
+    comp = registry.get("head", ref)
+    head = registry.create("head", ref, cfg.head_options, head_context(cfg))
     info = {"name": comp.name, "provider": comp.provider, "version": comp.version, "plugin": comp.plugin}
     model = UltraTinyOD(cfg, head, head_info=info)
     h, w = cfg.img_size

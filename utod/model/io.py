@@ -16,6 +16,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,12 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
             if META_NAME not in zf.namelist():
                 raise CheckpointError(f"{path} is not a utod checkpoint (no {META_NAME} inside)")
             meta = json.loads(zf.read(META_NAME).decode("utf-8"))
-    except zipfile.BadZipFile:
+    except zipfile.BadZipFile as exc:
+        if zipfile.is_zipfile(path):  # a zip whose member fails its CRC or cannot be inflated
+            raise CheckpointError(f"{path} is damaged ({exc}); use another checkpoint (e.g. last.keras)") from None
         raise CheckpointError(f"{path} is not a utod checkpoint (not a zip archive)") from None
+    except (OSError, zlib.error) as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: {META_NAME} is corrupt: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -91,24 +96,86 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def _check_head_available(path: Path, meta: dict[str, Any], name: str, registry) -> None:
-    """``name``: the head the checkpoint's model config asks for."""
-    from utod.registry import PluginError
+def read_weights(path: str | os.PathLike, meta: dict[str, Any]) -> list[np.ndarray]:
+    """Every stored weight array, in ``meta["weights"]`` order. CheckpointError (one line,
+    naming the file) for a damaged archive (bad CRC), a missing ``weights.npz`` or a missing
+    weight."""
+    path = Path(path)
+    index = meta.get("weights") or []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            try:
+                raw = zf.read(WEIGHTS_NAME)
+            except KeyError:
+                raise CheckpointError(f"{path} has no {WEIGHTS_NAME}") from None
+        data = np.load(io.BytesIO(raw))
+        count = max(len(index), len(data.files))
+        values = []
+        for i in range(count):
+            key = f"w{i:04d}"
+            if key not in data.files:
+                name = index[i].get("name", "?") if i < len(index) else "?"
+                raise CheckpointError(f"{path}: weight #{i} ({name}) is missing from {WEIGHTS_NAME} "
+                                      "(the file is damaged or incomplete)")
+            values.append(np.asarray(data[key]))
+    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path} is damaged ({exc}); use another checkpoint (e.g. last.keras)") from None
+    return values
+
+
+def nonfinite_weights(values: list[np.ndarray], meta: dict[str, Any]) -> list[str]:
+    """Names of the weight tensors holding NaN or Inf."""
+    index = meta.get("weights") or []
+    bad = []
+    for i, v in enumerate(values):
+        if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+            bad.append(str(index[i].get("name", f"#{i}")) if i < len(index) else f"#{i}")
+    return bad
+
+
+def check_finite_weights(path: str | os.PathLike, values: list[np.ndarray], meta: dict[str, Any]) -> None:
+    """CheckpointError when any weight is NaN/Inf: such a model's outputs are not scores."""
+    bad = nonfinite_weights(values, meta)
+    if bad:
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN/Inf in {len(bad)} of {len(values)} tensors, first {bad[0]}): "
+            "the run diverged before this checkpoint was written, so it cannot be evaluated, exported or used "
+            "for prediction; use an earlier checkpoint, or train again with a lower --lr"
+        )
+
+
+def resolve_head(path: Path, meta: dict[str, Any], name: str, registry) -> str:
+    """The registry reference of the checkpoint's head: its name, or ``provider:name`` when
+    several installed plugins register that name (the checkpoint records which one wrote it).
+    CheckpointError when it is not installed, or ambiguous with no provider recorded.
+    ``name``: the head the checkpoint's model config asks for."""
+    from utod.registry import ComponentConflictError, PluginError
 
     head = meta.get("head", {})
+    who = head.get("provider")
+    origin = f" (from plugin '{who} {head.get('version', '?')}')" if who else ""
     try:
         registry.get("head", name)
+        return name
+    except ComponentConflictError as exc:
+        if who:
+            try:
+                registry.get("head", f"{who}:{name}")
+                return f"{who}:{name}"
+            except PluginError:
+                pass
+        raise CheckpointError(f"checkpoint {path} needs head '{name}'{origin}: {exc}") from None
     except PluginError:
-        who = head.get("provider")
-        origin = f" (from plugin '{who} {head.get('version', '?')}')" if who else ""
         available = ", ".join(registry.names("head")) or "(none)"
         raise CheckpointError(
             f"checkpoint {path} needs head '{name}'{origin}, which is not installed. Available heads: {available}"
         ) from None
 
 
-def load_checkpoint(path: str | os.PathLike, registry=None) -> tuple[Any, dict[str, Any]]:
-    """Rebuild the model stored in ``path`` and load its weights -> (UltraTinyOD, meta)."""
+def load_checkpoint(path: str | os.PathLike, registry=None, *, allow_nonfinite: bool = False
+                    ) -> tuple[Any, dict[str, Any]]:
+    """Rebuild the model stored in ``path`` and load its weights -> (UltraTinyOD, meta).
+    A checkpoint with NaN/Inf weights is refused (CheckpointError) unless ``allow_nonfinite``."""
     from utod.model.config import ModelConfig
     from utod.model.detector import build_model
 
@@ -124,14 +191,11 @@ def load_checkpoint(path: str | os.PathLike, registry=None) -> tuple[Any, dict[s
         cfg = ModelConfig.from_dict(meta["model_config"])
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
-    _check_head_available(path, meta, cfg.head, registry)
-    model = build_model(cfg, registry)
-    with zipfile.ZipFile(path) as zf:
-        try:
-            data = np.load(io.BytesIO(zf.read(WEIGHTS_NAME)))
-        except KeyError:
-            raise CheckpointError(f"{path} has no {WEIGHTS_NAME}") from None
-        values = [data[f"w{i:04d}"] for i in range(len(data.files))]
+    values = read_weights(path, meta)
+    if not allow_nonfinite:
+        check_finite_weights(path, values, meta)
+    head_ref = resolve_head(path, meta, cfg.head, registry)
+    model = build_model(cfg, registry, head_ref=head_ref)
     expected = model.weights
     if len(values) != len(expected):
         raise CheckpointError(
