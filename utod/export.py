@@ -320,8 +320,9 @@ def synthetic_images(info: ModelInfo, count: int = 4, seed: int = 0) -> np.ndarr
         small = rng.random((max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         for _ in range(3):
-            y0, x0 = rng.integers(0, h - 4), rng.integers(0, w - 4)
-            img[y0:y0 + rng.integers(4, h // 2), x0:x0 + rng.integers(4, w // 2)] = rng.random(3)
+            # the bounds hold for every size the trainer accepts (8 px sides too)
+            y0, x0 = rng.integers(0, max(h - 4, 1)), rng.integers(0, max(w - 4, 1))
+            img[y0:y0 + rng.integers(4, max(h // 2, 5)), x0:x0 + rng.integers(4, max(w // 2, 5))] = rng.random(3)
         img = img + rng.normal(0.0, 0.03, img.shape)  # no flat regions: avoids exactly tied scores
         out.append(np.clip(img, 0, 1))
     return np.stack(out).astype(np.float32)
