@@ -32,8 +32,11 @@ class _Group(click.Group):
     the traceback only with ``utod -v`` / ``UTOD_VERBOSE=1``."""
 
     def invoke(self, ctx: click.Context):
+        from utod.cli._common import user_errors
+
         try:
-            return super().invoke(ctx)
+            with user_errors():  # user errors raised outside a command's own guard: still exit 2
+                return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit,
                 KeyboardInterrupt, SystemExit, EOFError):
             raise

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
-from types import TracebackType
 
 import click
 
@@ -40,11 +40,6 @@ class UnexpectedError(click.ClickException):
     exit_code = 1
 
 
-def _one_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else ""
-
-
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn registry/config/data/storage errors into clean CLI errors (exit 2) instead of
@@ -70,42 +65,94 @@ def _maybe_traceback() -> None:
         traceback.print_exc(file=sys.stderr)
 
 
-def _plugin_of_traceback(tb: TracebackType | None) -> tuple[object, str] | None:
-    """(component, "file:line") of the innermost traceback frame that runs a registered
-    plugin component's code, or ``None``."""
+def _source_span(obj: object) -> tuple[str, int, int] | None:
+    """(file, first line, last line) of a class or function's source."""
+    import inspect
+
+    target = obj if inspect.isclass(obj) or inspect.isroutine(obj) else type(obj)
+    try:
+        lines, start = inspect.getsourcelines(target)
+        return os.path.realpath(inspect.getsourcefile(target) or ""), start, start + len(lines) - 1
+    except (OSError, TypeError):
+        return None
+
+
+def _component_spans() -> list[tuple[str, int, int, object]]:
+    """Source spans of every registered component already imported (no new imports)."""
     from utod.registry import get_registry
 
     try:
         reg = get_registry()
     except Exception:  # noqa: BLE001 - attribution is best effort
-        return None
-    owners = []
+        return []
+    spans = []
     for comps in reg.components.values():
         for comp in comps:
             factory = comp.factory
             if isinstance(factory, str):
                 module, _, attr = factory.partition(":")
-                qual = attr
-            else:
-                module = getattr(factory, "__module__", None) or type(factory).__module__
-                qual = getattr(factory, "__qualname__", None) or type(factory).__qualname__
-            if module:
-                owners.append((module, qual, comp))
-    frames = list(traceback.walk_tb(tb))
-    for frame, lineno in reversed(frames):
-        mod = frame.f_globals.get("__name__", "")
-        code_qual = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
-        for module, qual, comp in owners:
-            if mod == module and qual and (code_qual == qual or code_qual.startswith(qual + ".")):
-                return comp, f"{frame.f_code.co_filename}:{lineno}"
+                mod = sys.modules.get(module)
+                factory = getattr(mod, attr, None) if mod is not None and attr else None
+            if factory is None:
+                continue
+            span = _source_span(factory)
+            if span is not None:
+                spans.append((*span, comp))
+    return spans
+
+
+# TensorFlow re-raises errors from traced code with the user frames in the message:
+#   File "/path/plugin.py", line 12, in __call__
+_FRAME_RE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def _frames_of(exc: BaseException) -> list[tuple[str, int]]:
+    """(file, line) of the frames behind ``exc``, outermost first: its traceback, its causes'
+    tracebacks, and the frames TensorFlow quotes in a traced function's error message."""
+    frames: list[tuple[str, int]] = []
+    seen = set()
+    chain: BaseException | None = exc
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        frames += [(frame.f_code.co_filename, lineno) for frame, lineno in traceback.walk_tb(chain.__traceback__)]
+        frames += [(m["file"], int(m["line"])) for m in _FRAME_RE.finditer(str(chain))]
+        chain = chain.__cause__ or chain.__context__
+    return frames
+
+
+def _plugin_of(exc: BaseException) -> tuple[object, str] | None:
+    """(component, "file:line") of the innermost frame that runs a registered plugin
+    component's code, or ``None``."""
+    spans = _component_spans()
+    if not spans:
+        return None
+    for filename, lineno in reversed(_frames_of(exc)):
+        real = os.path.realpath(filename)
+        for file, start, end, comp in spans:
+            if real == file and start <= lineno <= end:
+                return comp, f"{filename}:{lineno}"
     return None
+
+
+def _message_of(exc: BaseException) -> str:
+    """The error's own message in one line; for TensorFlow's "in user code:" wrapping, the
+    original error's last line."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "(no message)"
+    if lines[0].startswith("in user code") and len(lines) > 1:
+        last = lines[-1]
+        prefix = f"{type(exc).__name__}: "
+        return last[len(prefix):] if last.startswith(prefix) else last
+    return lines[0]
 
 
 def describe_unexpected(exc: BaseException) -> str:
     """One line for an unexpected error: which plugin component raised it (when one did),
     the exception, where, and how to see the traceback."""
-    found = _plugin_of_traceback(exc.__traceback__)
-    msg = _one_line(getattr(exc, "message", None) or str(exc)) or "(no message)"
+    found = _plugin_of(exc)
+    msg = _message_of(exc)
     kind = type(exc).__name__
     hint = f" (run with utod -v or {VERBOSE_ENV}=1 for the traceback)"
     if found is not None:
