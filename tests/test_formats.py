@@ -392,3 +392,53 @@ def test_cvat_export_without_images_and_voc_xml_without_image(tmp_path):
     assert f"{voc / 'Annotations' / 'zz.xml'}:filename: annotation without an image" in text
     assert "listed id 'noxml' has no Annotations/noxml.xml — image used as a background image" in text
     assert sorted(Path(i.image_path).stem for i in ds.splits["val"]) == ["e", "noxml"]
+
+
+# ------------------------------------------------------------------ a third-party layout plugin
+class CsvLayout:
+    """boxes.csv: ``image,class,cx,cy,w,h`` rows (a made-up layout, as a third party would add)."""
+
+    name, title, markers, priority = "boxes-csv", "boxes.csv", "a boxes.csv in the folder", 50
+
+    def detect(self, path):
+        return path.is_dir() and (path / "boxes.csv").is_file()
+
+    def open(self, path):
+        from utod.data.dataset import DatasetItem
+        from utod.data.formats.base import DatasetSource, IssueLog, ReadResult
+
+        class Source(DatasetSource):
+            layout, expected_labels = "boxes-csv", "rows of boxes.csv"
+
+            def __init__(self):
+                self.path, self.names, self.num_classes = path, ["x", "y", "z"], 3
+
+            def read(self, rules):
+                rows: dict[str, list] = {}
+                for line in (path / "boxes.csv").read_text().splitlines():
+                    img, *vals = line.split(",")
+                    rows.setdefault(img, []).append([float(v) for v in vals])
+                items = [DatasetItem(str(path / k), np.asarray([r[1:] for r in v], np.float32),
+                                     np.asarray([r[0] for r in v], np.int32)) for k, v in sorted(rows.items())]
+                return ReadResult({ALL: items}, IssueLog(), labelled_images=len(items))
+
+        return Source()
+
+
+def test_a_plugin_adds_a_dataset_layout(tmp_path, install_registry):
+    from utod import hookimpl
+    from utod.data.formats import layouts
+
+    class Plugin:
+        @hookimpl
+        def register_dataset_formats(register):
+            register("boxes-csv", CsvLayout, summary="boxes.csv", params={})
+
+    install_registry((Plugin, "csvplug", "acme", "1.0"), load_entry_points=True)
+    assert [x.name for x in layouts()][0] == "boxes-csv"  # priority 50: tried first
+    root = make_yolo_folder(tmp_path / "d")  # also a YOLO folder: the plugin's layout wins
+    (root / "boxes.csv").write_text("a.jpg,1,0.5,0.5,0.2,0.2\n")
+    src, spec, ds = read(root)
+    assert src.layout == "boxes-csv" and spec.names == ["x", "y", "z"]
+    assert list(canon(ds.splits[ALL])) == ["a"] and ds.splits[ALL][0].labels.tolist() == [1]
+    assert read(root, fmt="yolo")[0].layout == "yolo"

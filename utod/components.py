@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-KINDS: tuple[str, ...] = ("assigner", "iou_loss", "cls_loss", "head", "resize", "augmentation")
+KINDS: tuple[str, ...] = ("assigner", "iou_loss", "cls_loss", "head", "resize", "augmentation",
+                          "dataset_format")
 """Every component kind, in display order."""
 
 HOOK_FOR_KIND: dict[str, str] = {
@@ -18,6 +19,7 @@ HOOK_FOR_KIND: dict[str, str] = {
     "head": "register_heads",
     "resize": "register_resize_backends",
     "augmentation": "register_augmentations",
+    "dataset_format": "register_dataset_formats",
 }
 
 

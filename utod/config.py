@@ -56,8 +56,8 @@ class TrainConfig:
                                 "folder whose layout is detected (data.yaml, obj.data, VOC Annotations/, COCO "
                                 "annotations/, images/+labels/, YOLO .txt beside images). Same as --image-dir.",
                           group=DATA)
-    data_format: str | None = _f(None, "Force the dataset layout instead of detecting it (ultralytics, "
-                                       "cvat-yolo, voc, coco, ultralytics-tree, yolo).", group=DATA)
+    data_format: str | None = _f(None, "Force the dataset layout instead of detecting it (a dataset_format "
+                                       "plugin: `utod list-plugins --kind dataset_format`).", group=DATA)
     train_list: str | None = _f(None, "Fixed training image list (UHD): no ratio split.", group=DATA)
     val_list: str | None = _f(None, "Fixed validation image list (with --train-list).", group=DATA)
     # -------------------------------------------------------------------------------------

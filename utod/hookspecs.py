@@ -1,4 +1,4 @@
-"""The six hooks of utod: one per kind of interchangeable component.
+"""The hooks of utod: one per kind of interchangeable component.
 
 Every hook has the same shape: utod calls it with a ``register`` callback and the plugin
 calls ``register`` once per component it provides::
@@ -177,4 +177,22 @@ def register_augmentations(register):
     * ``scalar_params`` (tuple, default ``("prob",)``) -- which parameters a bare number
       in the YAML sets (``RemoveOutliers: 0.002`` sets ``min_area``);
     * ``always_apply`` (bool, default False) -- ignore ``prob`` and always run.
+    """
+
+
+@hookspec
+def register_dataset_formats(register):
+    """Register dataset layouts: readers of a labelling tool's export (``--data X`` detects
+    the layout; ``--data-format NAME`` picks one). See docs/datasets.md.
+
+    Built as ``factory()``: a ``utod.data.formats.base.DatasetLayout`` with
+
+    * ``name``, ``title``, ``markers`` (what detection looks for; shown when nothing matches);
+    * ``priority`` (int, lower is tried first; the built-in fallback ``yolo`` is 1000);
+    * ``detect(path: pathlib.Path) -> bool`` -- cheap: is this file or folder in the layout?
+    * ``open(path) -> DatasetSource`` -- reads the description and class names (``names``,
+      ``num_classes``); the source's ``read(rules)`` returns a ``ReadResult`` whose
+      ``splits`` map ``train`` / ``val`` / ``test`` (or ``all``) to ``DatasetItem`` lists
+      (boxes normalised ``cx, cy, w, h`` float32 ``[N, 4]``, class ids int32 ``[N]``) and
+      whose issue log names the file and line (or JSON path) of every problem.
     """

@@ -1,19 +1,15 @@
-"""Dataset layouts: one small reader module per layout, one registry, auto-detection.
+"""Dataset layouts: one small reader module per layout, found through the plugin registry.
 
-Every reader turns a user's dataset description into :class:`utod.data.dataset.DatasetItem`
-lists per split (``train``, ``val``, ``test`` or ``all``), so the split, cache and pipeline
-do not depend on the layout. Built-in layouts, in detection order:
+Layouts are the ``dataset_format`` plugin kind (hook ``register_dataset_formats`` of the
+``utod`` entry-point group); the built-ins register through that same group
+(``utod_plugins.dataset_formats``) and their readers are the modules of this package:
+``ultralytics`` (data.yaml, images/+labels/ tree), ``cvat`` (YOLO 1.1), ``voc``, ``coco``,
+``yolo`` (labels beside images, list files). Every reader turns a description into
+:class:`utod.data.dataset.DatasetItem` lists per split (``train``, ``val``, ``test`` or
+``all``), so the split, cache and pipeline do not depend on the layout.
 
-==================  ===============================================================
-``ultralytics``     data.yaml (Ultralytics, Roboflow, CVAT "Ultralytics YOLO")
-``cvat-yolo``       CVAT "YOLO 1.1" export (obj.data, obj.names, train.txt, obj_*_data/)
-``voc``             Pascal VOC XML (devkit tree or LabelImg folder)
-``coco``            COCO instances JSON
-``ultralytics-tree`` images/ + labels/ folders without a YAML
-``yolo``            YOLO .txt beside the images, a list file, or one image (the fallback)
-==================  ===============================================================
-
-A new layout is a :class:`DatasetLayout` subclass passed to :func:`register_layout`.
+Auto-detection tries the layouts by ``priority`` (lower first). :func:`register_layout` adds
+a layout object in-process (scripts, tests) without packaging it.
 """
 
 from __future__ import annotations
@@ -23,43 +19,64 @@ from pathlib import Path
 from utod.data.formats.base import ALL, DatasetLayout, DatasetSource, LabelRules, ReadResult
 from utod.errors import ConfigError, DataError
 
-_LAYOUTS: list[DatasetLayout] = []
+KIND = "dataset_format"
+_LOCAL: list[DatasetLayout] = []
 
 
-def register_layout(layout: DatasetLayout, *, before: str | None = None) -> None:
-    """Add ``layout`` to the registry (detected before the layout named ``before``, else
-    before the ``yolo`` fallback). Names must be unique."""
-    if any(x.name == layout.name for x in _LAYOUTS):
+def register_layout(layout: DatasetLayout) -> None:
+    """Add ``layout`` for this process (detected by its ``priority``); names must be unique."""
+    if any(x.name == layout.name for x in layouts()):
         raise ConfigError(f"dataset layout '{layout.name}' is registered twice")
-    names = [x.name for x in _LAYOUTS]
-    anchor = before if before in names else ("yolo" if "yolo" in names else None)
-    _LAYOUTS.insert(names.index(anchor) if anchor else len(_LAYOUTS), layout)
+    _LOCAL.append(layout)
+
+
+def unregister_layout(name: str) -> None:
+    _LOCAL[:] = [x for x in _LOCAL if x.name != name]
 
 
 def layouts() -> list[DatasetLayout]:
-    """Registered layouts in detection order."""
-    return list(_LAYOUTS)
+    """Every layout (plugins and :func:`register_layout`), in detection order."""
+    from utod.registry import get_registry
+
+    reg = get_registry()
+    found: list[DatasetLayout] = []
+    for comp in reg.components.get(KIND, []):
+        if comp.status != "ok":
+            continue
+        layout = comp.load()()
+        layout.name = comp.name  # the registered name (the readers do not name themselves)
+        found.append(layout)
+    found += _LOCAL
+    return sorted(found, key=lambda x: (getattr(x, "priority", 500), x.name))
 
 
 def get_layout(name: str) -> DatasetLayout:
-    for x in _LAYOUTS:
+    from utod.registry import get_registry
+
+    for x in _LOCAL:
         if x.name == name:
             return x
-    raise ConfigError(f"unknown dataset format '{name}' (known: {', '.join(x.name for x in _LAYOUTS)})")
+    comp = get_registry().get(KIND, name)  # an unknown name is an error with a suggestion
+    layout = comp.load()()
+    layout.name = comp.name
+    return layout
 
 
 def looked_for() -> str:
-    """One line per layout: what auto-detection looks for (for error messages)."""
-    return "; ".join(f"{x.title}: {x.markers}" for x in _LAYOUTS)
+    """What auto-detection looks for, layout by layout (for error messages)."""
+    return "; ".join(f"{x.title}: {x.markers}" for x in layouts())
 
 
 def detect_layout(path: str | Path) -> DatasetLayout:
-    """The first registered layout that recognises ``path``."""
+    """The first layout (by priority) that recognises ``path``."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"dataset '{path}' does not exist (expected a folder, a data.yaml, an obj.data, "
                         f"a COCO .json or an image list file)")
-    for layout in _LAYOUTS:
+    found = layouts()
+    if not found:
+        raise DataError("no dataset layout is installed (the dataset_format plugins are disabled or missing)")
+    for layout in found:
         if layout.detect(p):
             return layout
     raise DataError(f"'{path}' is in no known dataset layout. Looked for: {looked_for()}")
@@ -71,23 +88,13 @@ def open_dataset(path: str | Path, fmt: str | None = None) -> DatasetSource:
     if fmt:
         if not p.exists():
             raise DataError(f"dataset '{path}' does not exist")
-        return get_layout(fmt).open(p)
-    return detect_layout(p).open(p)
+        layout = get_layout(fmt)
+    else:
+        layout = detect_layout(p)
+    src = layout.open(p)
+    src.layout = layout.name
+    return src
 
-
-def _register_builtins() -> None:
-    from utod.data.formats.coco import CocoLayout
-    from utod.data.formats.cvat import CvatLayout
-    from utod.data.formats.ultralytics import UltralyticsLayout, UltralyticsTreeLayout
-    from utod.data.formats.voc import VocLayout
-    from utod.data.formats.yolo import YoloLayout
-
-    for layout in (UltralyticsLayout(), CvatLayout(), VocLayout(), CocoLayout(), UltralyticsTreeLayout(),
-                   YoloLayout()):
-        register_layout(layout)
-
-
-_register_builtins()
 
 __all__ = ["ALL", "DatasetLayout", "DatasetSource", "LabelRules", "ReadResult", "detect_layout", "get_layout",
-           "layouts", "looked_for", "open_dataset", "register_layout"]
+           "layouts", "looked_for", "open_dataset", "register_layout", "unregister_layout"]

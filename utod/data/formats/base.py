@@ -108,6 +108,7 @@ class DatasetSource(ABC):
     ``names``: class names indexed by raw class id, ``None`` when the layout has none.
     ``num_classes``: the class count the description declares (``None``: not declared).
     ``expected_labels``: where this layout looks for labels, for error messages.
+    ``layout``: the registered name of the layout that opened it (set by ``open_dataset``).
     """
 
     layout: str = ""
@@ -128,10 +129,12 @@ class DatasetSource(ABC):
 class DatasetLayout(ABC):
     """A dataset layout reader, registered in :mod:`utod.data.formats`.
 
-    ``detect(path)`` says whether ``path`` (a file or folder the user gave) is in this
+    ``name`` is the name the layout is registered under (set by the registry). ``detect(path)`` says whether ``path`` (a file or folder the user gave) is in this
     layout; ``open(path)`` reads the description. ``markers`` names what ``detect`` looks
-    for (shown when no layout matches)."""
+    for (shown when no layout matches); ``priority``: lower is tried first (the fallback
+    that accepts any folder has 1000)."""
 
+    priority: int = 500
     name: str = ""
     title: str = ""
     markers: str = ""

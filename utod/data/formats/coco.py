@@ -93,7 +93,6 @@ def _split_of(path: Path, folder_given: bool) -> str:
 
 
 class CocoSource(DatasetSource):
-    layout = "coco"
     expected_labels = "entries of $.annotations in the COCO JSON"
 
     def __init__(self, path: Path, files: list[Path], folder_given: bool) -> None:
@@ -261,7 +260,7 @@ def _positive(v: Any) -> bool:
 
 
 class CocoLayout(DatasetLayout):
-    name = "coco"
+    priority = 400
     title = "COCO instances JSON"
     markers = ("a COCO .json file, or a folder with annotations/instances_*.json, */_annotations.coco.json "
                "(Roboflow) or a COCO *.json at its top")

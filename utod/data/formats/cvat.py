@@ -34,7 +34,6 @@ PREFIXES = ("data/", "./data/", "./")
 
 
 class CvatSource(DatasetSource):
-    layout = "cvat-yolo"
     expected_labels = "x.txt beside each listed image in obj_<subset>_data/"
 
     def __init__(self, path: Path) -> None:
@@ -121,7 +120,7 @@ class CvatSource(DatasetSource):
 
 
 class CvatLayout(DatasetLayout):
-    name = "cvat-yolo"
+    priority = 200
     title = "CVAT YOLO 1.1 export (Darknet obj.data)"
     markers = "obj.data (with obj.names, train.txt, obj_train_data/) in the folder, or the .data file itself"
 

@@ -73,8 +73,8 @@ def parse_names(value: Any, where: str) -> list[str]:
 class UltralyticsSource(DatasetSource):
     """An opened data.yaml (or an equivalent mapping for a YAML-less tree)."""
 
-    layout = "ultralytics"
     expected_labels = EXPECTED
+    tree = False  # an images/ + labels/ folder without a YAML
 
     def __init__(self, path: Path, data: dict[str, Any], lines: dict[str, int], root: Path,
                  issues: list[str]) -> None:
@@ -156,7 +156,7 @@ class UltralyticsSource(DatasetSource):
         return result
 
     def describe(self) -> str:
-        if self.layout == "ultralytics-tree":
+        if self.tree:
             return f"images/ + labels/ tree {self.root}"
         return f"Ultralytics data.yaml {self.path} (root {self.root})"
 
@@ -243,7 +243,7 @@ def find_yaml(folder: Path) -> Path | None:
 
 
 class UltralyticsLayout(DatasetLayout):
-    name = "ultralytics"
+    priority = 100
     title = "Ultralytics / Roboflow data.yaml"
     markers = "data.yaml (or one *.yaml with train/val/names) in the folder, or the YAML file itself"
 
@@ -267,7 +267,7 @@ def tree_splits(folder: Path) -> dict[str, str]:
 class UltralyticsTreeLayout(DatasetLayout):
     """``images/`` + ``labels/`` without a YAML (the layout of issue 16's example)."""
 
-    name = "ultralytics-tree"
+    priority = 500
     title = "images/ + labels/ tree (Ultralytics layout without a YAML)"
     markers = "images/ and labels/ folders side by side (split folders train/, val/ or valid/, test/ optional)"
 
@@ -278,7 +278,7 @@ class UltralyticsTreeLayout(DatasetLayout):
         splits = tree_splits(path)
         data: dict[str, Any] = dict(splits) if "train" in splits else {ALL: "images"}
         src = UltralyticsSource(path / "images", data, {}, path, [])
-        src.layout = "ultralytics-tree"
+        src.tree = True
         src.names, src.names_origin = names_near(path, parent_too=False)
         src.num_classes = len(src.names) if src.names else None
         return src

@@ -99,7 +99,6 @@ def parse_xml(xml: Path, image_dirs: list[Path]) -> VocRecord:
 
 
 class VocSource(DatasetSource):
-    layout = "voc"
 
     def __init__(self, folder: Path) -> None:
         self.path = folder
@@ -270,7 +269,7 @@ def _has_voc_xml(folder: Path) -> bool:
 
 
 class VocLayout(DatasetLayout):
-    name = "voc"
+    priority = 300
     title = "Pascal VOC XML"
     markers = "Annotations/*.xml (with JPEGImages/, ImageSets/Main/), or x.xml beside x.jpg (LabelImg)"
 

@@ -78,7 +78,6 @@ def read_split_images(paths: list[str], rules: LabelRules, log: IssueLog, result
 class YoloSource(DatasetSource):
     """A folder of images or an image list file; no split given (the ratio split applies)."""
 
-    layout = "yolo"
     expected_labels = EXPECTED
 
     def __init__(self, path: Path) -> None:
@@ -113,7 +112,7 @@ class YoloSource(DatasetSource):
 class ListsSource(DatasetSource):
     """UHD's fixed split: ``--train-list`` and optionally ``--val-list`` (image list files)."""
 
-    layout = "lists"
+    layout = "lists"  # not a registered layout: chosen by the --train-list flag
     expected_labels = EXPECTED
 
     def __init__(self, train_list: Path, val_list: Path | None) -> None:
@@ -143,7 +142,7 @@ class ListsSource(DatasetSource):
 class YoloLayout(DatasetLayout):
     """The fallback: any folder, image list file or single image."""
 
-    name = "yolo"
+    priority = 1000
     title = "YOLO .txt labels beside the images (Darknet / UHD / LabelImg)"
     markers = "images with x.txt beside x.jpg, searched recursively; or an image list file"
 
