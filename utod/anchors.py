@@ -14,7 +14,7 @@ import numpy as np
 
 from utod.errors import ConfigError
 
-ALGORITHMS = ("kmeans", "logkmeans", "stratified", "stratified_large")
+ALGORITHMS = ("kmeans", "logkmeans", "stratified", "stratified_large", "sml_fixed")
 
 
 def wh_iou(wh: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -88,7 +88,8 @@ def kmeans_anchors(wh: np.ndarray, k: int, *, alg: str = "kmeans", iterations: i
     * ``logkmeans``: the same initialisation, Euclidean k-means on ``log(clip(wh, 1e-6))``;
     * ``stratified``: boxes sorted by area, ``array_split`` into k bins, per-bin median;
     * ``stratified_large``: bin edges at ``round(N·(i/k)^bias)`` (more, smaller bins for the
-      large boxes when ``bias < 1``), per-bin median.
+      large boxes when ``bias < 1``), per-bin median;
+    * ``sml_fixed``: UHD's small/medium/large anchors, see :func:`sml_fixed_anchors`.
 
     Returns float32 ``[k, 2]`` sorted by area; ``k`` rows of zeros when no box has w, h > 0.
     """
@@ -116,9 +117,92 @@ def kmeans_anchors(wh: np.ndarray, k: int, *, alg: str = "kmeans", iterations: i
     elif alg == "stratified":
         sizes = [len(part) for part in np.array_split(np.arange(n), k)]
         centres = _bin_medians(wh, list(np.concatenate([[0], np.cumsum(sizes)]).astype(int)))
-    else:
+    elif alg == "stratified_large":
         centres = _bin_medians(wh, _large_bias_edges(n, k, float(bias)))
+    else:
+        centres = _sml_fixed(wh, k, iterations, rng)
     return _sort_by_area(np.asarray(centres))
+
+
+def _allocate(extra: int, sizes: list[int]) -> list[int]:
+    """Share ``extra`` anchors in proportion to ``sizes``: floors first, then one at a time to the
+    group with the largest (raw - allocated), the first on ties."""
+    total = float(sum(sizes))
+    raw = [extra * n / total for n in sizes]
+    alloc = [int(np.floor(r)) for r in raw]
+    while sum(alloc) < extra:
+        gaps = [r - a for r, a in zip(raw, alloc)]
+        alloc[int(np.argmax(gaps))] += 1
+    return alloc
+
+
+def _sml_fixed(wh: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    area = wh[:, 0] * wh[:, 1]
+    q1, q2 = np.quantile(area, [1.0 / 3.0, 2.0 / 3.0])
+    groups = [wh[area <= q1], wh[(area > q1) & (area <= q2)], wh[area > q2]]
+    groups = [g if len(g) else wh for g in groups]  # an empty group is replaced by all boxes
+    if k == 1:
+        return np.median(wh, axis=0, keepdims=True)
+    if k == 2:
+        groups = [groups[0], groups[2]]
+    fixed = [np.median(g, axis=0) for g in groups]
+    extra = _allocate(k - len(fixed), [len(g) for g in groups])
+    centres = list(fixed)
+    for g, n_extra in zip(groups, extra):
+        if n_extra <= 0:
+            continue
+        if len(g) < n_extra:
+            g = np.concatenate([g, g[rng.choice(len(g), n_extra - len(g), replace=True)]], axis=0)
+        init = g[rng.choice(len(g), n_extra, replace=False)].copy()
+        centres.extend(_lloyd(g, init, iterations, _iou_assign))
+    return np.stack(centres)
+
+
+def sml_fixed_anchors(wh: np.ndarray, k: int, *, iterations: int = 20, seed: int = 0) -> np.ndarray:
+    """UHD's ``sml_fixed`` auto-anchors (docs/recipe.md): split the boxes by area at the 1/3 and
+    2/3 quantiles into small / medium / large; fixed anchors are per-coordinate medians
+    (k=1: of all boxes; k=2: small and large; k>=3: all three groups); the remaining k - #fixed
+    are shared among the groups in proportion to their size and placed by shape-IoU k-means
+    inside each group. float32 [k, 2], sorted by area."""
+    return kmeans_anchors(wh, k, alg="sml_fixed", iterations=iterations, seed=seed)
+
+
+def plot_anchors(wh: np.ndarray, anchors: np.ndarray, path, title: str = "") -> bool:
+    """Write a 2x2 figure of label (w, h) 2-D histograms (32 and 64 bins; linear and log colour
+    scale) with the anchors as red crosses. ``wh`` [N, 2] and ``anchors`` [K, 2] normalised.
+    Returns False (nothing written) when there are no boxes."""
+    wh = np.asarray(wh, np.float64).reshape(-1, 2)
+    anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
+    if len(wh) == 0:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    top = max(float(wh.max()), float(anchors.max()) if len(anchors) else 0.0)
+    lim = 1.0 if top <= 1.0 else 1.05 * top
+    fig, axes = plt.subplots(2, 2, figsize=(8.5, 8), dpi=100)
+    for row, log_scale in enumerate((False, True)):
+        for col, bins in enumerate((32, 64)):
+            ax = axes[row][col]
+            _, _, _, img = ax.hist2d(wh[:, 0], wh[:, 1], bins=bins, range=[[0, lim], [0, lim]], cmin=1,
+                                     norm=LogNorm() if log_scale else None, cmap="viridis")
+            fig.colorbar(img, ax=ax)
+            ax.scatter(anchors[:, 0], anchors[:, 1], marker="x", c="red", s=60, label="anchors")
+            ax.set_xlim(0, lim)
+            ax.set_ylim(0, lim)
+            ax.set_aspect("equal")
+            ax.set_xlabel("box width (fraction of input)")
+            ax.set_ylabel("box height")
+            ax.set_title(f"{bins} bins, {'log' if log_scale else 'linear'} colour")
+    axes[0][0].legend(loc="upper left")
+    fig.suptitle(title or f"Label w/h and {len(anchors)} anchors ({len(wh)} boxes)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from utod.anchors import ALGORITHMS as ANCHOR_ALGORITHMS
 from utod.defaults import (
     DEFAULT_ASSIGNER,
     DEFAULT_CLS_LOSS,
@@ -30,6 +31,7 @@ from utod.defaults import (
     SEED_IMPROVED_HEAD,
 )
 from utod.errors import ConfigError
+from utod.presets import PRESET_NAMES
 
 
 def _f(default: Any, help: str, *flags: str, group: str = "", choices: tuple[str, ...] | None = None,
@@ -101,11 +103,22 @@ class TrainConfig:
     anchors: str | None = _f(None, 'Anchors "w,h;w,h;..." (normalised) or JSON [[w,h],...].', group=MODEL)
     auto_anchors: bool = _f(False, "k-means anchors from the training labels.", group=MODEL, is_flag=True)
     num_anchors: int = _f(3, "Number of anchors for --auto-anchors.", group=MODEL)
-    auto_anchors_alg: str = _f("kmeans", "Auto-anchor algorithm.", group=MODEL,
-                               choices=("kmeans", "logkmeans", "stratified", "stratified_large"))
+    auto_anchors_alg: str = _f("kmeans", "Auto-anchor algorithm (sml_fixed: UHD's small/medium/large medians "
+                                         "plus IoU k-means, see docs/recipe.md).", group=MODEL,
+                               choices=ANCHOR_ALGORITHMS)
     score_mode: str | None = _f(None, "Score used for detections (default: the head's default_score_mode; "
                                       "the built-in heads: quality_cls when IoU-aware, else obj_quality_cls).", group=MODEL,
                                 choices=("obj_quality_cls", "quality_cls", "obj_cls"))
+    # -- UHD recipe model options (docs/recipe.md) --
+    disable_cls: bool = _f(False, "Class-less head for a single class: no cls branch, scores from objectness/"
+                                  "quality only (needs exactly one class).", group=MODEL, is_flag=True)
+    utod_conv: str = _f("dw", "Convolution of every DWConv block in backbone and head: dw (depthwise + 1x1) or "
+                              "std (one full 3x3 conv).", group=MODEL, choices=("dw", "std"))
+    utod_sppf_scale: str = _f("none", "Per-branch scaling inside the backbone's SPPF before the concat: none, "
+                                      "bn (BatchNorm) or conv (1x1 conv + BN, no act).", group=MODEL,
+                              choices=("none", "bn", "conv"))
+    auto_anchors_plot: bool = _f(True, "Write anchors.png (label w/h histograms + anchors) into the run folder "
+                                       "when anchors are computed.", group=MODEL, is_flag=True)
     conf_thresh: float = _f(0.15, "Score threshold for precision/recall and exported detections.", group=MODEL)
     nms_iou: float = _f(0.5, "IoU threshold of class-aware NMS.", group=MODEL)
 
@@ -140,6 +153,11 @@ class TrainConfig:
     grad_clip_norm: float = _f(10.0, "Global-norm gradient clipping (0 disables).", group=OPTIM)
     use_ema: bool = _f(False, "Keep EMA weights (evaluated and saved).", group=OPTIM, is_flag=True)
     ema_decay: float = _f(0.9999, "EMA decay (with (1+u)/(10+u) warm-up).", group=OPTIM)
+    # -- EMA sizing and small-data safety (docs/recipe.md) --
+    ema_window: float = _f(0.0, "If > 0: EMA decay = 1 - 1/(ema_window * total steps), so the EMA averages about "
+                                "that fraction of the run (overrides --ema-decay).", group=OPTIM)
+    ema_warmup: bool = _f(True, "EMA decay warm-up min(decay, (1+u)/(10+u)); --no-ema-warmup keeps the decay "
+                                "constant like the seed's Keras EMA.", group=OPTIM, is_flag=True)
     use_amp: bool = _f(False, "Mixed precision (float16 compute, float32 loss).", group=OPTIM, is_flag=True)
     use_xla: bool = _f(False, "Compile the train step with XLA.", group=OPTIM, is_flag=True)
     strategy: str = _f("default", "tf.distribute strategy: default (one device), mirrored (all local GPUs, or "
@@ -150,6 +168,15 @@ class TrainConfig:
     teacher_ckpt: str | None = _f(None, "Teacher UltraTinyOD checkpoint (.keras).", group=DISTILL)
     distill_weight: float = _f(0.0, "Weight of the raw-logit MSE to the teacher.", group=DISTILL)
     feature_distill_weight: float = _f(0.0, "Weight of the backbone-feature MSE to the teacher.", group=DISTILL)
+    # -- UHD anchor-head distillation terms (docs/recipe.md); the teacher may be wider --
+    distill_obj: float = _f(0.0, "Weight of BCE(student obj/T, sigmoid(teacher obj/T)) * T^2 over all cells.",
+                            group=DISTILL)
+    distill_quality: float = _f(0.0, "Weight of the same soft-target BCE on the quality logits.", group=DISTILL)
+    distill_box_l1: float = _f(0.0, "Weight of the L1 between student and teacher decoded boxes (cx,cy,w,h).",
+                               group=DISTILL)
+    distill_temperature: float = _f(1.0, "Temperature T of the obj/quality distillation terms.", group=DISTILL)
+    distill_cosine: bool = _f(False, "Ramp every distillation term by 0.5*(1-cos(pi*(epoch+1)/epochs)).",
+                              group=DISTILL, is_flag=True)
 
     # ---- run --------------------------------------------------------------------------
     exp_name: str | None = _f(None, "Run name: outputs go to runs/<exp-name>.", group=RUN)
@@ -160,6 +187,10 @@ class TrainConfig:
     save_interval: int = _f(200, "Steps between resumable mid-epoch train-state saves.", group=RUN)
     keep_checkpoints: int = _f(3, "How many best_/last_ .keras files of each kind to keep.", group=RUN)
     resume: str | None = _f(None, "Run folder (or a file in it) to continue.", group=RUN)
+    # -- presets (utod/presets.py, docs/recipe.md) --
+    preset: str | None = _f(None, "Named group of settings applied under --config and explicit flags: "
+                                  "seed, uhd, small-data (see docs/recipe.md).", group=RUN,
+                            choices=PRESET_NAMES)
 
     # ------------------------------------------------------------------ derived values
     def image_hw(self) -> tuple[int, int]:
@@ -183,6 +214,8 @@ ARCHITECTURE_FIELDS = (
     "train_split", "val_split", "seed", "batch_size", "anchors", "auto_anchors", "num_anchors",
     "auto_anchors_alg", "use_ema", "teacher_ckpt", "distill_weight", "feature_distill_weight", "resize_mode",
     "aug_config", "no_aug", "max_boxes", "strategy",
+    "disable_cls", "utod_conv", "utod_sppf_scale", "ema_window", "ema_warmup", "distill_obj", "distill_quality",
+    "distill_box_l1", "distill_temperature", "distill_cosine", "preset",
 )
 
 

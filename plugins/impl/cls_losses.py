@@ -51,3 +51,25 @@ class VFL:
         prob = tf.sigmoid(logits)
         weight = tf.square(targets) + self.alpha * (1.0 - targets) * tf.pow(prob, self.gamma)
         return tf.reduce_mean(_bce(logits, targets) * weight)
+
+
+class CE:
+    """Softmax cross-entropy over positive locations (UHD's ``--anchor-cls-loss ce``).
+
+    Per positive: target index = argmax of its target vector, weight = that target's value
+    (1.0 with hard targets, the IoU with soft ones); loss = sum(weight * CE(softmax(logits),
+    index)) / max(1, N_pos). No background class (objectness handles background). With one
+    class softmax is degenerate, so C == 1 falls back to :class:`BCE`. Scores are still
+    sigmoid(cls) at inference.
+    """
+
+    def __call__(self, cls_logits: tf.Tensor, cls_targets: tf.Tensor, pos_mask: tf.Tensor) -> tf.Tensor:
+        if cls_logits.shape[-1] == 1:
+            return BCE()(cls_logits, cls_targets, pos_mask)
+        logits = tf.cast(cls_logits, tf.float32)
+        targets = tf.cast(cls_targets, tf.float32)
+        pos = tf.cast(pos_mask, tf.float32)
+        index = tf.argmax(targets, axis=-1)
+        weight = tf.reduce_max(targets, axis=-1)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=index, logits=logits)  # [B, A, H, W]
+        return tf.reduce_sum(ce * weight * pos) / tf.maximum(tf.reduce_sum(pos), 1.0)

@@ -13,7 +13,8 @@ import sys
 
 import click
 
-ALGORITHMS = ("kmeans", "logkmeans", "stratified", "stratified_large")
+from utod.anchors import ALGORITHMS
+
 MAX_SHOWN_ISSUES = 20
 
 

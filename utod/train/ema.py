@@ -17,8 +17,9 @@ class EMA:
     Create it (under the distribution strategy's scope) after the model is built.
     """
 
-    def __init__(self, model, decay: float = 0.9999):
+    def __init__(self, model, decay: float = 0.9999, warmup: bool = True):
         self.decay = float(decay)
+        self.warmup = bool(warmup)  # False: constant decay (the seed's Keras EMA)
         self._model = model
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_updates")
         self.shadow = [
@@ -28,6 +29,8 @@ class EMA:
 
     def current_decay(self) -> tf.Tensor:
         u = tf.cast(self.updates, tf.float32)
+        if not self.warmup:
+            return tf.constant(self.decay, tf.float32)
         return tf.minimum(tf.constant(self.decay, tf.float32), (1.0 + u) / (10.0 + u))
 
     def update(self) -> None:

@@ -73,8 +73,17 @@ class Trainer:
         with strategy.scope():
             self.model = build_model(model_cfg, registry)
             self.eval_model = build_model(model_cfg, registry) if cfg.use_ema else self.model
-            self.ema = EMA(self.model, cfg.ema_decay) if cfg.use_ema else None
             total_steps = self.steps_per_epoch * cfg.epochs
+            self.ema = None
+            if cfg.use_ema:
+                from utod.ema_safety import ema_decay_for, ema_messages
+
+                decay = ema_decay_for(cfg, total_steps)
+                self.ema = EMA(self.model, decay, warmup=cfg.ema_warmup)
+                if cfg.ema_window > 0:
+                    log(f"EMA decay {decay:.6f} (--ema-window {cfg.ema_window:g} of {total_steps} steps)")
+                for msg in ema_messages(decay, total_steps, cfg.ema_warmup):
+                    log(msg)
             schedule = WarmupCosine(cfg.lr, total_steps, int(round(cfg.warmup_epochs * self.steps_per_epoch)),
                                     cfg.min_lr_ratio, cosine=cfg.lr_schedule == "cosine")
             self.schedule = schedule

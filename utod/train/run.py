@@ -52,7 +52,7 @@ def make_strategy(name: str):
     raise ConfigError(f"unknown strategy '{name}'")
 
 
-def _resolve_anchors(cfg, train_items, class_ids) -> tuple[list[list[float]] | None, str]:
+def _resolve_anchors(cfg, train_items, class_ids, run_dir: Path | None = None) -> tuple[list[list[float]] | None, str]:
     if cfg.anchors:
         from utod.anchors import parse_anchors
 
@@ -69,6 +69,13 @@ def _resolve_anchors(cfg, train_items, class_ids) -> tuple[list[list[float]] | N
         anchors = kmeans_anchors(arr, cfg.num_anchors, alg=cfg.auto_anchors_alg, seed=0)
         log(f"Auto-anchors ({cfg.auto_anchors_alg}, k={cfg.num_anchors}): mean best IoU "
             f"{mean_best_iou(arr, anchors):.3f} over {len(arr)} boxes")
+        if cfg.auto_anchors_plot and run_dir is not None:
+            from utod.anchors import plot_anchors
+
+            try:
+                plot_anchors(arr, anchors, run_dir / "anchors.png", f"Auto-anchors w/h ({cfg.auto_anchors_alg})")
+            except Exception as exc:  # a plotting problem must never stop training
+                log(f"  (could not draw anchors.png: {exc})")
         return [[float(a), float(b)] for a, b in anchors], f"auto ({cfg.auto_anchors_alg})"
     return None, "default"
 
@@ -127,7 +134,7 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     class_ids = list(classes.class_ids)
 
     # ---- model configuration ----------------------------------------------------------
-    anchors, anchor_source = _resolve_anchors(cfg, train_items, class_ids)
+    anchors, anchor_source = _resolve_anchors(cfg, train_items, class_ids, run_dir)
     h, w = cfg.image_hw()
     mkw: dict[str, Any] = dict(
         img_size=(h, w), num_classes=len(class_ids), class_names=list(classes.names), class_ids=class_ids,

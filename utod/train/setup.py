@@ -20,6 +20,7 @@ from utod.config import (
     normalise_config_dict,
 )
 from utod.errors import ConfigError
+from utod.presets import preset_settings
 from utod.seed_compat import head_name, head_options_from_flags
 
 # Settings used when `utod train` runs on the built-in dataset and the user did not set them:
@@ -78,7 +79,10 @@ def resolve_config(cli_given: dict[str, Any], config_file: str | None) -> Resolv
         cfg = build_config(merged)
         return ResolvedRun(cfg, run_dir, True, not (cfg.image_dir or cfg.data or cfg.train_list))
 
-    merged = load_yaml_config(config_file) if config_file else {}
+    from_yaml = load_yaml_config(config_file) if config_file else {}
+    preset = cli.get("preset") or from_yaml.get("preset")
+    merged = preset_settings(str(preset)) if preset else {}  # defaults < preset < YAML < flags
+    merged.update(from_yaml)
     merged.update(cli)
     used_default = not (merged.get("image_dir") or merged.get("data") or merged.get("train_list"))
     if used_default:
