@@ -12,6 +12,7 @@ HEAD_PARAMS = {
     "large_obj_depth": 1,
     "large_obj_ch_scale": 1.0,
     "context_rfb": False,
+    "conv": "dw",  # UHD --utod-conv: dw (depthwise + 1x1) or std (one full 3x3) in every tower block
 }
 
 

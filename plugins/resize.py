@@ -22,5 +22,11 @@ def register_resize_backends(register):
     register("opencv_inter_linear", f"{_IMPL}:OpenCVLinear", summary="cv2.resize INTER_LINEAR", params={})
     register("opencv_inter_area", f"{_IMPL}:OpenCVArea",
              summary="cv2.resize INTER_AREA (pixel-area averaging; best for big downscales)", params={})
+    for suffix, cls, text in (("y", "NearestY", "luma Y, 1 channel"),
+                              ("y_bin", "NearestYBinary", "binarised luma (0/1), 1 channel"),
+                              ("y_tri", "NearestYTernary", "ternarised luma (0/0.5/1), 1 channel"),
+                              ("yuv422", "NearestYUV422", "YUYV 4:2:2, 2 channels")):
+        register(f"opencv_inter_nearest_{suffix}", f"{_IMPL}:{cls}",
+                 summary=f"INTER_NEAREST; camera-native input: {text} (UHD input mode)", params={})
     register("tf_bilinear", f"{_IMPL}:TFBilinear",
              summary="tf.image.resize bilinear, half-pixel centres, no antialias", params={})

@@ -84,7 +84,8 @@ def serving_function(model: Any, info: ModelInfo, batch: int | None):
 
     h, w = info.img_size
     nchw = info.input_layout == "nchw"
-    shape = [batch, 3, h, w] if nchw else [batch, h, w, 3]
+    c = info.in_channels
+    shape = [batch, c, h, w] if nchw else [batch, h, w, c]
     spec = tf.TensorSpec(shape, tf.float32, name="images")
     anchors = np.asarray(info.anchors, np.float32)
     wh_scale = np.asarray(info.wh_scale, np.float32)
@@ -94,7 +95,7 @@ def serving_function(model: Any, info: ModelInfo, batch: int | None):
         def serve(images):
             x = tf.transpose(images, [0, 2, 3, 1]) if nchw else images
             raw = model(x, training=False)
-            dets, num = postprocess(raw, tf.constant(effective), info.num_anchors, info.num_classes, info.has_quality,
+            dets, num = postprocess(raw, tf.constant(effective), info.num_anchors, info.head_classes, info.has_quality,
                                     info.score_mode, info.quality_power, info.conf_thresh, info.nms_iou,
                                     info.max_detections)
             return {"detections": tf.identity(dets, name="detections"),
@@ -310,7 +311,8 @@ def compare_quantised(float_detector: Detector, int8_detector: Detector, items: 
 
 # ---------------------------------------------------------------------- parity
 def synthetic_images(info: ModelInfo, count: int = 4, seed: int = 0) -> np.ndarray:
-    """float32 [count, H, W, 3] random images in [0, 1]: smooth colours, a few blocks, pixel noise."""
+    """float32 [count, H, W, C] random images in [0, 1]: smooth colours, a few blocks, pixel noise
+    (RGB, converted by the model's input mode when C != 3)."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -325,7 +327,14 @@ def synthetic_images(info: ModelInfo, count: int = 4, seed: int = 0) -> np.ndarr
             img[y0:y0 + rng.integers(4, max(h // 2, 5)), x0:x0 + rng.integers(4, max(w // 2, 5))] = rng.random(3)
         img = img + rng.normal(0.0, 0.03, img.shape)  # no flat regions: avoids exactly tied scores
         out.append(np.clip(img, 0, 1))
-    return np.stack(out).astype(np.float32)
+    images = np.stack(out).astype(np.float32)
+    if info.in_channels != 3:  # camera-native input: the resize plugin's conversion (utod.data.model_input)
+        from utod.data.model_input import to_model_input
+        from utod.registry import get_registry
+
+        backend = get_registry().create("resize", info.resize_mode)
+        images = np.stack([to_model_input(backend, im) for im in images]).astype(np.float32)
+    return images
 
 
 def match_detections(reference: Sequence[ImageDetections], candidate: Sequence[ImageDetections],

@@ -30,6 +30,7 @@ HEAD_OPTION_FLAGS: dict[str, str] = {
     "large_obj_branch": "utod_large_obj_branch",
     "large_obj_depth": "utod_large_obj_depth",
     "large_obj_ch_scale": "utod_large_obj_ch_scale",
+    "conv": "utod_conv",  # UHD --utod-conv (the backbone takes it from ModelConfig.conv)
 }
 
 # --simota-topk N is the assigner option topk=N.

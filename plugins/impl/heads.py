@@ -10,7 +10,15 @@ from typing import Any
 
 from utod._keras import keras, tf
 from utod.components import HeadContext
-from utod.model.blocks import PRIOR_BIAS, ContextRFB, ConvBNAct, DepthwiseBNAct, DWConv, EfficientSE
+from utod.model.blocks import (
+    CONV_MODES,
+    PRIOR_BIAS,
+    ContextRFB,
+    ConvBNAct,
+    EfficientSE,
+    conv_block,
+    spatial_block,
+)
 
 
 class UltraTinyODHead(keras.layers.Layer):
@@ -28,13 +36,18 @@ class UltraTinyODHead(keras.layers.Layer):
                           ``large_obj_depth`` DWConvs, nearest-upsampled and added back.
     use_head_ese:         efficient squeeze-excite on the shared features.
     context_rfb:          dilated + wide depthwise context block.
+    conv:                 ``dw`` (DWConv blocks) or ``std`` (each DWConv, the RFB branches and the
+                          large-object down-sampling conv become full convolutions).
+
+    With ``context.num_classes == 0`` (``--disable-cls``) no cls branch is built and the raw map
+    has 5 + Q channels per anchor.
     """
 
     improved = False
 
     def __init__(self, context: HeadContext, *, use_head_ese: bool = False, iou_aware: bool = False,
                  cls_bottleneck_ratio: float = 0.5, large_obj_branch: bool = False, large_obj_depth: int = 1,
-                 large_obj_ch_scale: float = 1.0, context_rfb: bool = False, name: str = "head",
+                 large_obj_ch_scale: float = 1.0, context_rfb: bool = False, conv: str = "dw", name: str = "head",
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.head_context = context
@@ -48,13 +61,16 @@ class UltraTinyODHead(keras.layers.Layer):
         self.large_obj_depth = max(1, int(large_obj_depth))
         self.large_obj_ch_scale = float(max(0.25, large_obj_ch_scale))
         self.context_rfb = bool(context_rfb)
+        if conv not in CONV_MODES:
+            raise ValueError(f"head option conv must be one of {', '.join(CONV_MODES)}, got '{conv}'")
+        self.conv = conv
         self.has_quality = self.improved or self.iou_aware
         self.default_score_mode = "quality_cls" if self.iou_aware else "obj_quality_cls"
         self.cls_mid = max(8, min(c, int(round(c * self.cls_bottleneck_ratio))))
         common = dict(activation=context.activation, use_batchnorm=context.use_batchnorm)
 
-        def dw(filters: int, n: str) -> DWConv:
-            return DWConv(filters, 3, 1, name=n, **common)
+        def dw(filters: int, n: str) -> keras.layers.Layer:
+            return conv_block(filters, 3, 1, conv=conv, name=n, **common)
 
         def out_conv(filters: int, n: str, bias: float = 0.0) -> keras.layers.Conv2D:
             return keras.layers.Conv2D(filters, 1, padding="same", use_bias=True, kernel_initializer="he_normal",
@@ -65,10 +81,10 @@ class UltraTinyODHead(keras.layers.Layer):
         self.context_res = keras.Sequential(
             [dw(c, "res_dw1"), ConvBNAct(c, 1, name="res_pw", **common), dw(c, "res_dw2")], name="context_res"
         ) if self.improved else None
-        self.rfb = ContextRFB(c, name="rfb", **common) if self.context_rfb else None
+        self.rfb = ContextRFB(c, conv=conv, name="rfb", **common) if self.context_rfb else None
         if self.large_obj_branch:
             lc = int(round(c * self.large_obj_ch_scale))
-            self.lob_down = DepthwiseBNAct(3, 2, name="lob_down", **common)
+            self.lob_down = spatial_block(c, 3, 2, conv=conv, name="lob_down", **common)
             self.lob_pw = ConvBNAct(lc, 1, name="lob_pw", **common)
             self.lob_blocks = [dw(lc, f"lob_dw{i}") for i in range(self.large_obj_depth)]
             self.lob_fuse = ConvBNAct(c, 1, name="lob_fuse", **common)
@@ -142,6 +158,7 @@ class UltraTinyODHead(keras.layers.Layer):
             "large_obj_depth": self.large_obj_depth,
             "large_obj_ch_scale": self.large_obj_ch_scale,
             "context_rfb": self.context_rfb,
+            "conv": self.conv,
         }
 
 

@@ -7,7 +7,7 @@ images OpenCV cannot decode (with a message), and serves epochs:
 * ``.dataset(epoch)`` -> ``tf.data.Dataset`` of dicts with static shapes
   (B = batch_size, M = max_boxes, H x W = img_size)::
 
-      image  float32 [B, H, W, 3]  RGB in [0, 1]
+      image  float32 [B, H, W, C]  RGB in [0, 1] (C = 3), or the resize plugin's input mode
       boxes  float32 [B, M, 4]     normalised (cx, cy, w, h), zero padded
       labels int32   [B, M]        contiguous class 0..C-1 (-1 padding)
       mask   bool    [B, M]        True for real boxes
@@ -47,6 +47,7 @@ from utod.data.augment import AugmentationError, Augmenter, build_augmenter
 from utod.data.boxes_np import clip_and_filter, to_float
 from utod.data.cache import ImageCache, default_workers
 from utod.data.dataset import DatasetItem
+from utod.data.model_input import input_channels, to_model_input
 from utod.defaults import DEFAULT_RESIZE
 from utod.errors import ConfigError, DataError
 from utod.registry import PluginError, Registry, get_registry
@@ -104,6 +105,8 @@ class DetectionData:
             resize = reg.create(RESIZE_KIND, cfg.resize_mode)
         except PluginError as exc:
             raise ConfigError(str(exc)) from exc
+        self._backend = resize
+        self.channels = input_channels(resize)  # model input channels (3 = RGB; camera-native modes differ)
         # the provider and version are part of the cache key: another backend's pixels are never reused
         self.cache = ImageCache([it.image_path for it in items], self.img_size, resize,
                                 f"{comp.qualified_name}@{comp.version}",
@@ -193,7 +196,7 @@ class DetectionData:
         b, m = self.cfg.batch_size, self.cfg.max_boxes
         h, w = self.img_size
         out = {
-            "image": np.zeros((b, h, w, 3), np.float32),
+            "image": np.zeros((b, h, w, self.channels), np.float32),
             "boxes": np.zeros((b, m, 4), np.float32),
             "labels": np.full((b, m), -1, np.int32),
             "mask": np.zeros((b, m), bool),
@@ -209,6 +212,7 @@ class DetectionData:
             except AugmentationError as exc:  # name the image (and where it is in the epoch)
                 raise AugmentationError(f"{self.items[i].image_path} (epoch {epoch + 1}, batch {step + 1}): "
                                         f"{exc}") from exc
+            image = to_model_input(self._backend, image)  # after augmentation, like deployment
             out["image"][j], out["boxes"][j], out["labels"][j], out["mask"][j] = image, boxes, labels, mask
             out["index"][j] = i
         return out
@@ -242,7 +246,7 @@ class DetectionData:
         b, m = self.cfg.batch_size, self.cfg.max_boxes
         h, w = self.img_size
         return {
-            "image": tf.TensorSpec((b, h, w, 3), tf.float32),
+            "image": tf.TensorSpec((b, h, w, self.channels), tf.float32),
             "boxes": tf.TensorSpec((b, m, 4), tf.float32),
             "labels": tf.TensorSpec((b, m), tf.int32),
             "mask": tf.TensorSpec((b, m), tf.bool),

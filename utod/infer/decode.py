@@ -29,7 +29,7 @@ class RawDecoder:
         k = int(max_detections or info.max_detections)
 
         def decode(raw: Any, conf: Any, iou: Any) -> Any:
-            return postprocess(raw, anchors, info.num_anchors, info.num_classes, info.has_quality,
+            return postprocess(raw, anchors, info.num_anchors, info.head_classes, info.has_quality,
                                info.score_mode, info.quality_power, conf, iou, k)
 
         self._fn = tf.function(decode, autograph=False)  # explicit tf.while_loop: no AutoGraph needed

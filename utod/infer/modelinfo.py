@@ -50,6 +50,15 @@ class ModelInfo:
     output: str = "raw"
     input_dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict)
+    # recipe (docs/recipe.md): class-less head and camera-native input
+    disable_cls: bool = False  # raw map has no cls channels; every detection is class 0
+    in_channels: int = 3  # model input channels
+    input_mode: str = "rgb"  # conversion after resize: rgb | y | y_bin | y_tri | yuv422 (resize plugin's)
+
+    @property
+    def head_classes(self) -> int:
+        """Class channels per anchor in the raw map (0 with ``disable_cls``)."""
+        return 0 if self.disable_cls else self.num_classes
 
     @property
     def num_anchors(self) -> int:
@@ -99,7 +108,12 @@ class ModelInfo:
             "num_classes": str(self.num_classes),
             "img_size": f"{h}x{w}",
             "input_layout": self.input_layout,
-            "input_range": "float32 RGB in [0, 1] (pixel / 255)",
+            "input_range": ("float32 RGB in [0, 1] (pixel / 255)" if self.input_mode == "rgb" else
+                            f"float32 in [0, 1], {self.in_channels} channel(s), input mode {self.input_mode}"),
+            "input_mode": self.input_mode,
+            "input_channels": str(self.in_channels),
+            "disable_cls": str(self.disable_cls).lower(),
+            "head_classes": str(self.head_classes),
             "resize_mode": self.resize_mode,
             "anchors": json.dumps(self.anchors),
             "wh_scale": json.dumps(self.wh_scale),
@@ -149,4 +163,18 @@ def info_from_model(model: Any, *, output: str = "raw", input_layout: str = "nhw
         max_detections=int(cfg.max_detections if max_detections is None else max_detections),
         input_layout=input_layout,
         output=output,
+        disable_cls=bool(getattr(cfg, "disable_cls", False)),
+        in_channels=int(getattr(cfg, "in_channels", 3)),
+        input_mode=_input_mode(cfg.resize_mode),
     )
+
+
+def _input_mode(resize_mode: str) -> str:
+    """The input mode the resize plugin declares ("rgb" when it declares none or is not installed)."""
+    from utod.data.model_input import input_mode
+    from utod.registry import PluginError, get_registry
+
+    try:
+        return input_mode(get_registry().create("resize", resize_mode))
+    except PluginError:
+        return "rgb"

@@ -1,6 +1,6 @@
 """Images in, model input out — the same preprocessing as training, for every backend:
 decode with OpenCV -> uint8 RGB -> the model's resize backend plugin to (H, W) (stretch, no
-letterbox) -> float32 / 255, NHWC."""
+letterbox) -> float32 / 255, NHWC -> the plugin's input conversion (Y, YUV422, ...; identity for RGB)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from utod.data.boxes_np import to_float
+from utod.data.model_input import input_channels, to_model_input
 from utod.errors import DataError
 
 
@@ -31,7 +32,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 class Preprocessor:
-    """uint8 RGB [h, w, 3] -> float32 [H, W, 3] in [0, 1] with the model's resize backend."""
+    """uint8 RGB [h, w, 3] -> float32 [H, W, C] in [0, 1] with the model's resize backend and its
+    input conversion (C = 3 for RGB)."""
 
     def __init__(self, img_size: tuple[int, int], resize_mode: str, registry: Any = None) -> None:
         if registry is None:
@@ -41,6 +43,7 @@ class Preprocessor:
         self.img_size = (int(img_size[0]), int(img_size[1]))
         self.resize_mode = resize_mode
         self._resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray] = registry.create("resize", resize_mode)
+        self.channels = input_channels(self._resize)
 
     def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
         img = np.asarray(image_rgb)
@@ -48,13 +51,13 @@ class Preprocessor:
             raise ValueError(f"expected a uint8 RGB image, got {img.dtype}")
         if img.shape[:2] != self.img_size:
             img = self._resize(img, self.img_size)
-        return to_float(img)  # the same conversion as training, bit for bit
+        return to_model_input(self._resize, to_float(img))  # the same conversion as training, bit for bit
 
     def batch(self, images: Iterable[np.ndarray]) -> np.ndarray:
-        """List of uint8 RGB images -> float32 [B, H, W, 3]."""
+        """List of uint8 RGB images -> float32 [B, H, W, C]."""
         arrs = [self(im) for im in images]
         h, w = self.img_size
-        return np.stack(arrs) if arrs else np.zeros((0, h, w, 3), np.float32)
+        return np.stack(arrs) if arrs else np.zeros((0, h, w, self.channels), np.float32)
 
     def load(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
         return self.batch(read_image(p) for p in paths)

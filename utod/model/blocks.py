@@ -85,11 +85,13 @@ class _Block(keras.layers.Layer):
 class ConvBNAct(_Block):
     """Conv k x k stride s -> [BN] -> [Act]: [B, H, W, Cin] -> [B, H/s, W/s, filters]."""
 
-    def __init__(self, filters: int, kernel_size: int = 1, strides: int = 1, act: bool = True, **kwargs: Any):
+    def __init__(self, filters: int, kernel_size: int = 1, strides: int = 1, act: bool = True,
+                 dilation_rate: int = 1, **kwargs: Any):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides, self.act = int(filters), int(kernel_size), int(strides), act
+        self.dilation_rate = int(dilation_rate)
         self.conv = keras.layers.Conv2D(
-            self.filters, self.kernel_size, strides=self.strides, padding="same",
+            self.filters, self.kernel_size, strides=self.strides, padding="same", dilation_rate=self.dilation_rate,
             use_bias=not self.use_batchnorm, kernel_initializer="he_normal", name="conv",
         )
         self.bn = batch_norm("bn") if self.use_batchnorm else None
@@ -102,7 +104,8 @@ class ConvBNAct(_Block):
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
-        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides, act=self.act)
+        cfg.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides, act=self.act,
+                   dilation_rate=self.dilation_rate)
         return cfg
 
 
@@ -153,25 +156,70 @@ class DWConv(_Block):
         return cfg
 
 
-class SPPFmin(_Block):
-    """Minimal SPPF: x = ConvBNAct(Cin/2, 1x1); concat[x, MaxPool5x5/1(x)] -> ConvBNAct(filters, 1x1)."""
+SPPF_SCALES = ("none", "bn", "conv")
+CONV_MODES = ("dw", "std")
 
-    def __init__(self, in_channels: int, filters: int, pool_size: int = 5, **kwargs: Any):
+
+class SPPFmin(_Block):
+    """Minimal SPPF: x = ConvBNAct(Cin/2, 1x1); y = MaxPool5x5/1(x);
+    concat[scale_x(x), scale_y(y)] -> ConvBNAct(filters, 1x1).
+
+    ``scale`` (UHD ``--utod-sppf-scale``): ``none`` identity; ``bn`` a separate BatchNorm on
+    each branch (identity without ``use_batchnorm``); ``conv`` a separate ConvBNAct 1x1
+    without activation on each branch. The pool is taken before the scaling.
+    """
+
+    def __init__(self, in_channels: int, filters: int, pool_size: int = 5, scale: str = "none", **kwargs: Any):
         super().__init__(**kwargs)
         self.in_channels, self.filters, self.pool_size = int(in_channels), int(filters), int(pool_size)
+        if scale not in SPPF_SCALES:
+            raise ValueError(f"SPPF scale must be one of {', '.join(SPPF_SCALES)}, got '{scale}'")
+        self.scale = scale
         common = dict(activation=self.activation, use_batchnorm=self.use_batchnorm)
-        self.reduce = ConvBNAct(max(1, self.in_channels // 2), 1, name="reduce", **common)
+        hidden = max(1, self.in_channels // 2)
+        self.reduce = ConvBNAct(hidden, 1, name="reduce", **common)
         self.pool = keras.layers.MaxPool2D(self.pool_size, strides=1, padding="same", name="pool")
+        self.scale_x = self.scale_y = None
+        if scale == "conv":
+            self.scale_x = ConvBNAct(hidden, 1, act=False, name="scale_x", **common)
+            self.scale_y = ConvBNAct(hidden, 1, act=False, name="scale_y", **common)
+        elif scale == "bn" and self.use_batchnorm:
+            self.scale_x, self.scale_y = batch_norm("scale_x"), batch_norm("scale_y")
         self.fuse = ConvBNAct(self.filters, 1, name="fuse", **common)
 
     def call(self, x, training=None):
         x = self.reduce(x, training=training)
-        return self.fuse(tf.concat([x, self.pool(x)], axis=-1), training=training)
+        y = self.pool(x)
+        if self.scale_x is not None:
+            x, y = self.scale_x(x, training=training), self.scale_y(y, training=training)
+        return self.fuse(tf.concat([x, y], axis=-1), training=training)
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
-        cfg.update(in_channels=self.in_channels, filters=self.filters, pool_size=self.pool_size)
+        cfg.update(in_channels=self.in_channels, filters=self.filters, pool_size=self.pool_size, scale=self.scale)
         return cfg
+
+
+def conv_block(filters: int, kernel_size: int = 3, strides: int = 1, *, conv: str = "dw", name: str,
+               activation: str = "swish", use_batchnorm: bool = False) -> keras.layers.Layer:
+    """UHD ``--utod-conv``: ``dw`` -> :class:`DWConv` (depthwise k x k + 1x1); ``std`` -> one full
+    k x k :class:`ConvBNAct` with the same stride and output channels."""
+    if conv not in CONV_MODES:
+        raise ValueError(f"conv mode must be one of {', '.join(CONV_MODES)}, got '{conv}'")
+    common = dict(activation=activation, use_batchnorm=use_batchnorm, name=name)
+    if conv == "std":
+        return ConvBNAct(filters, kernel_size, strides, **common)
+    return DWConv(filters, kernel_size, strides, **common)
+
+
+def spatial_block(channels: int, kernel_size: int = 3, strides: int = 1, dilation_rate: int = 1, *,
+                  conv: str = "dw", name: str, activation: str = "swish",
+                  use_batchnorm: bool = False) -> keras.layers.Layer:
+    """A channel-preserving k x k conv + [BN] + Act: depthwise (``dw``) or full (``std``)."""
+    common = dict(activation=activation, use_batchnorm=use_batchnorm, name=name)
+    if conv == "std":
+        return ConvBNAct(channels, kernel_size, strides, dilation_rate=dilation_rate, **common)
+    return DepthwiseBNAct(kernel_size, strides, dilation_rate, **common)
 
 
 class EfficientSE(keras.layers.Layer):
@@ -195,14 +243,15 @@ class EfficientSE(keras.layers.Layer):
 
 class ContextRFB(_Block):
     """Receptive-field block: x + ConvBNAct(C, 1x1)(concat[DW3x3 dil 2 (x), DW5x5 (x)]),
-    each depthwise branch followed by [BN] + Act. Channels unchanged."""
+    each depthwise branch followed by [BN] + Act (full convs with ``conv="std"``). Channels
+    unchanged."""
 
-    def __init__(self, channels: int, dilation_rate: int = 2, **kwargs: Any):
+    def __init__(self, channels: int, dilation_rate: int = 2, conv: str = "dw", **kwargs: Any):
         super().__init__(**kwargs)
-        self.channels, self.dilation_rate = int(channels), int(dilation_rate)
+        self.channels, self.dilation_rate, self.conv = int(channels), int(dilation_rate), conv
         common = dict(activation=self.activation, use_batchnorm=self.use_batchnorm)
-        self.dilated = DepthwiseBNAct(3, 1, self.dilation_rate, name="dilated", **common)
-        self.wide = DepthwiseBNAct(5, 1, name="wide", **common)
+        self.dilated = spatial_block(self.channels, 3, 1, self.dilation_rate, conv=conv, name="dilated", **common)
+        self.wide = spatial_block(self.channels, 5, 1, conv=conv, name="wide", **common)
         self.fuse = ConvBNAct(self.channels, 1, name="fuse", **common)
 
     def call(self, x, training=None):
@@ -211,5 +260,5 @@ class ContextRFB(_Block):
 
     def get_config(self) -> dict[str, Any]:
         cfg = super().get_config()
-        cfg.update(channels=self.channels, dilation_rate=self.dilation_rate)
+        cfg.update(channels=self.channels, dilation_rate=self.dilation_rate, conv=self.conv)
         return cfg

@@ -19,6 +19,8 @@ DEFAULT_ANCHORS: list[list[float]] = [[8 / 64, 16 / 64], [12 / 64, 28 / 64], [20
 ACTIVATIONS = ("relu", "silu", "swish")
 STRIDES = (4, 8, 16)
 SCORE_MODES = ("obj_quality_cls", "quality_cls", "obj_cls")
+CONV_MODES = ("dw", "std")
+SPPF_SCALES = ("none", "bn", "conv")
 
 
 @dataclass
@@ -41,6 +43,15 @@ class ModelConfig:
     quality_power:  P in sigma(quality)**P.
     conf_thresh, nms_iou, max_detections: post-processing defaults.
     stride:         output stride of the backbone (4, 8 or 16; default 8).
+    conv:           backbone blocks: ``dw`` (depthwise + 1x1) or ``std`` (full 3x3) (UHD --utod-conv;
+                    the head has its own ``conv`` option).
+    sppf_scale:     SPPF per-branch scaling: none | bn | conv (UHD --utod-sppf-scale).
+    disable_cls:    class-less head (UHD --disable-cls): exactly one class, the head has no cls
+                    branch (``head_classes == 0``), detections are class 0 scored from
+                    objectness/quality; the score mode folds accordingly (``quality_cls`` ->
+                    quality only, ``obj_quality_cls`` -> obj * quality, ``obj_cls`` -> obj).
+    in_channels:    model input channels (3 for RGB; 1 for the Y modes, 2 for YUV422), set from
+                    the resize/input plugin named by ``resize_mode``.
     """
 
     img_size: tuple[int, int] = (64, 64)
@@ -61,6 +72,10 @@ class ModelConfig:
     nms_iou: float = 0.5
     max_detections: int = 100
     stride: int = 8
+    conv: str = "dw"
+    sppf_scale: str = "none"
+    disable_cls: bool = False
+    in_channels: int = 3
 
     def __post_init__(self) -> None:
         self.img_size = _pair(self.img_size)
@@ -102,6 +117,19 @@ class ModelConfig:
         self.stride = int(self.stride)
         if self.stride not in STRIDES:
             raise ConfigError(f"stride must be one of {STRIDES}, got {self.stride}")
+        self.conv = str(self.conv)
+        if self.conv not in CONV_MODES:
+            raise ConfigError(f"conv must be one of {', '.join(CONV_MODES)}, got '{self.conv}'")
+        self.sppf_scale = str(self.sppf_scale)
+        if self.sppf_scale not in SPPF_SCALES:
+            raise ConfigError(f"sppf_scale must be one of {', '.join(SPPF_SCALES)}, got '{self.sppf_scale}'")
+        self.disable_cls = bool(self.disable_cls)
+        if self.disable_cls and self.num_classes != 1:
+            raise ConfigError(f"--disable-cls needs exactly one class, got {self.num_classes} "
+                              f"(select one with --classes ID)")
+        self.in_channels = int(self.in_channels)
+        if self.in_channels < 1:
+            raise ConfigError(f"in_channels must be >= 1, got {self.in_channels}")
         h, w = self.img_size
         if h % self.stride or w % self.stride:
             raise ConfigError(f"img_size {h}x{w} must be divisible by the stride {self.stride}")
@@ -109,6 +137,11 @@ class ModelConfig:
     @property
     def num_anchors(self) -> int:
         return len(self.anchors)
+
+    @property
+    def head_classes(self) -> int:
+        """Class channels per anchor in the raw map: 0 with ``disable_cls``, else ``num_classes``."""
+        return 0 if self.disable_cls else self.num_classes
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -11,7 +11,8 @@ from utod.model.config import ModelConfig
 
 
 class UltraTinyOD(keras.Model):
-    """images float32 [B, H, W, 3] in [0, 1] (H, W divisible by the stride) ->
+    """images float32 [B, H, W, C_in] in [0, 1] (C_in = config.in_channels, 3 for RGB; H, W divisible
+    by the stride) ->
     raw float32 [B, H/s, W/s, A * (5 + Q + C)] (layout of utod.boxes).
 
     ``anchors`` is a non-trainable float32 [A, 2] variable (normalised w, h) saved with the
@@ -24,7 +25,8 @@ class UltraTinyOD(keras.Model):
         self.config = config
         self.head_info = dict(head_info or {})
         self.backbone = Backbone(config.cnn_width, config.stride, config.residual, config.activation,
-                                 config.use_batchnorm, name="backbone")
+                                 config.use_batchnorm, conv=config.conv, sppf_scale=config.sppf_scale,
+                                 name="backbone")
         self.head = head
         for attr in ("has_quality", "wh_scale", "default_score_mode"):
             if not hasattr(head, attr):
@@ -41,7 +43,8 @@ class UltraTinyOD(keras.Model):
 
     @property
     def num_classes(self) -> int:
-        return self.config.num_classes
+        """Class channels of the raw map (0 for a ``disable_cls`` model; its one class is id 0)."""
+        return self.config.head_classes
 
     @property
     def has_quality(self) -> bool:
@@ -76,7 +79,7 @@ class UltraTinyOD(keras.Model):
 
 
 def head_context(cfg: ModelConfig) -> HeadContext:
-    return HeadContext(num_anchors=cfg.num_anchors, num_classes=cfg.num_classes, in_channels=4 * cfg.cnn_width,
+    return HeadContext(num_anchors=cfg.num_anchors, num_classes=cfg.head_classes, in_channels=4 * cfg.cnn_width,
                        activation=cfg.activation, use_batchnorm=cfg.use_batchnorm)
 
 
@@ -94,5 +97,5 @@ def build_model(cfg: ModelConfig, registry=None, *, head_ref: str | None = None)
     info = {"name": comp.name, "provider": comp.provider, "version": comp.version, "plugin": comp.plugin}
     model = UltraTinyOD(cfg, head, head_info=info)
     h, w = cfg.img_size
-    model(tf.zeros([1, h, w, 3], tf.float32), training=False)
+    model(tf.zeros([1, h, w, cfg.in_channels], tf.float32), training=False)
     return model

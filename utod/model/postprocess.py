@@ -210,7 +210,8 @@ def predict_model(model, post: bool = True, conf_thresh: float | None = None, io
     (None = dynamic).
     """
     h, w = model.config.img_size
-    images = keras.Input(shape=(h, w, 3), batch_size=batch_size, dtype=tf.float32, name="images")
+    images = keras.Input(shape=(h, w, model.config.in_channels), batch_size=batch_size, dtype=tf.float32,
+                         name="images")
     raw = model(images, training=False)
     if not post:
         return keras.Model(images, raw, name="utod_raw")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,7 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     _configure_devices(cfg.strategy)
     from utod._keras import keras
     from utod.data.augment import build_augmenter, load_aug_config
+    from utod.data.model_input import input_channels
     from utod.model.config import ModelConfig
     from utod.registry import get_registry, parse_option_pairs, validate_options, warn_failures
 
@@ -142,6 +144,9 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
         residual=cfg.utod_residual, head=hname, head_options=hopts, resize_mode=cfg.resize_mode,
         score_mode=cfg.score_mode, quality_power=cfg.quality_power, conf_thresh=cfg.conf_thresh,
         nms_iou=cfg.nms_iou,
+        # recipe options: backbone conv mode / SPPF scaling, class-less head, input channels of the input mode
+        conv=cfg.utod_conv, sppf_scale=cfg.utod_sppf_scale, disable_cls=cfg.disable_cls,
+        in_channels=input_channels(registry.create("resize", cfg.resize_mode)),
     )
     if anchors is not None:
         mkw["anchors"] = anchors
