@@ -19,6 +19,8 @@ from utod._keras import keras, tf
 from utod.boxes import RawParts, cxcywh_to_xyxy, decode_boxes, split_raw, xyxy_to_cxcywh
 
 SCORE_MODES = ("obj_quality_cls", "quality_cls", "obj_cls")
+CLASSLESS_SCORE_MODES = {"obj_quality_cls": "obj_quality", "quality_cls": "quality", "obj_cls": "obj"}
+"""How a score mode folds for a class-less (``disable_cls``) model: the cls factor is dropped."""
 PRE_NMS_TOPK = 300
 """Candidates (anchor x cell x class) kept per image before NMS (NMS memory is B x K x K)."""
 
@@ -29,14 +31,17 @@ def score_mode_for(cfg_or_model: Any) -> str:
     Accepts an UltraTinyOD, or a ModelConfig whose ``score_mode`` is set."""
     cfg = getattr(cfg_or_model, "config", cfg_or_model)
     if cfg.score_mode is not None:
-        return cfg.score_mode
-    head = getattr(cfg_or_model, "head", None) if cfg is not cfg_or_model else None
-    if head is None:
-        raise ValueError("score_mode is auto: the head declares its default, so pass the built model")
-    mode = str(head.default_score_mode)
-    if mode not in SCORE_MODES:
-        raise ValueError(f"head '{cfg.head}' declares default_score_mode '{mode}'; expected one of "
-                         f"{', '.join(SCORE_MODES)}")
+        mode = cfg.score_mode
+    else:
+        head = getattr(cfg_or_model, "head", None) if cfg is not cfg_or_model else None
+        if head is None:
+            raise ValueError("score_mode is auto: the head declares its default, so pass the built model")
+        mode = str(head.default_score_mode)
+        if mode not in SCORE_MODES:
+            raise ValueError(f"head '{cfg.head}' declares default_score_mode '{mode}'; expected one of "
+                             f"{', '.join(SCORE_MODES)}")
+    if getattr(cfg, "disable_cls", False):  # class-less: obj_quality | quality | obj
+        mode = CLASSLESS_SCORE_MODES.get(mode, mode)
     return mode
 
 
@@ -44,18 +49,21 @@ def class_scores(parts: RawParts, score_mode: str, quality_power: float = 1.0) -
     """Per-class scores [B, A, H, W, C] in [0, 1] (C = 1 when the model has no classes).
 
     obj_quality_cls = s(obj) * s(q)^P * s(cls); quality_cls = s(q)^P * s(cls);
-    obj_cls = s(obj) * s(cls); without a quality branch every mode is s(obj) * s(cls).
+    obj_cls = s(obj) * s(cls); without a quality branch every mode is s(obj) * s(cls). The
+    class-less modes obj_quality, quality and obj (``disable_cls``) are the same without s(cls).
     """
-    if score_mode not in SCORE_MODES:
-        raise ValueError(f"unknown score mode '{score_mode}' ({', '.join(SCORE_MODES)})")
+    known = (*SCORE_MODES, *CLASSLESS_SCORE_MODES.values())
+    if score_mode not in known:
+        raise ValueError(f"unknown score mode '{score_mode}' ({', '.join(known)})")
+    base_mode = score_mode.removesuffix("_cls")  # the class-less modes are the same without s(cls)
     obj = tf.sigmoid(parts.obj)
-    if parts.quality is None or score_mode == "obj_cls":
+    if parts.quality is None or base_mode == "obj":
         base = obj
     else:
         q = tf.sigmoid(parts.quality)
         if float(quality_power) != 1.0:
             q = tf.pow(q, float(quality_power))
-        base = q if score_mode == "quality_cls" else obj * q
+        base = q if base_mode == "quality" else obj * q
     if parts.cls.shape[-1] == 0:
         return tf.expand_dims(base, -1)
     return tf.expand_dims(base, -1) * tf.sigmoid(parts.cls)

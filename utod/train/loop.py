@@ -23,6 +23,7 @@ import numpy as np
 
 from utod._keras import keras, tf
 from utod.config import TrainConfig
+from utod.errors import ConfigError
 from utod.infer.modelinfo import MAP_CONF_THRESH  # detections kept for COCO mAP (P/R use --conf-thresh)
 from utod.loss import LOSS_KEYS
 from utod.train.ema import EMA
@@ -110,19 +111,38 @@ class Trainer:
         )
         self.teacher = None
         self.distill = None
-        if cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0):
-            from utod.distill import DistillLoss, check_teacher_compatible
+        anchor_terms = cfg.distill_obj > 0 or cfg.distill_quality > 0 or cfg.distill_box_l1 > 0
+        if cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0 or anchor_terms):
+            from utod.distill import (
+                DistillLoss,
+                check_anchor_terms_compatible,
+                check_teacher_compatible,
+                raw_layout,
+            )
             from utod.model.io import load_checkpoint
 
             with strategy.scope():
                 self.teacher, _ = load_checkpoint(cfg.teacher_ckpt, registry)
                 self.teacher.trainable = False
-                check_teacher_compatible(self.model, self.teacher)
+                if self.teacher.config.in_channels != model_cfg.in_channels:
+                    raise ConfigError(f"--teacher-ckpt {cfg.teacher_ckpt}: teacher input has "
+                                      f"{self.teacher.config.in_channels} channels, the student "
+                                      f"{model_cfg.in_channels} (use the same --resize-mode input mode)")
+                if cfg.distill_weight > 0:
+                    check_teacher_compatible(self.model, self.teacher)
+                if anchor_terms:
+                    check_anchor_terms_compatible(self.model, self.teacher, cfg.distill_quality > 0)
                 self.distill = DistillLoss(cfg.distill_weight, cfg.feature_distill_weight,
                                            student_channels=4 * model_cfg.cnn_width,
-                                           teacher_channels=4 * self.teacher.config.cnn_width)
-            log(f"Distilling from {cfg.teacher_ckpt} (logit weight {cfg.distill_weight}, "
-                f"feature weight {cfg.feature_distill_weight})")
+                                           teacher_channels=4 * self.teacher.config.cnn_width,
+                                           obj_weight=cfg.distill_obj, quality_weight=cfg.distill_quality,
+                                           box_l1_weight=cfg.distill_box_l1, temperature=cfg.distill_temperature,
+                                           cosine=cfg.distill_cosine, student_layout=raw_layout(self.model),
+                                           teacher_layout=raw_layout(self.teacher))
+            log(f"Distilling from {cfg.teacher_ckpt} (W={self.teacher.config.cnn_width}; logit {cfg.distill_weight}, "
+                f"feature {cfg.feature_distill_weight}, obj {cfg.distill_obj}, quality {cfg.distill_quality}, "
+                f"box L1 {cfg.distill_box_l1}, T {cfg.distill_temperature}"
+                f"{', cosine ramp' if cfg.distill_cosine else ''})")
 
         with strategy.scope():  # slots for every trained variable (model + distillation adapter)
             self.optimizer.build(self._trainable_variables())
@@ -174,7 +194,8 @@ class Trainer:
                     t_raw, t_feat = teacher.call_with_features(images, training=False)
                     d = distill(raw, tf.stop_gradient(tf.cast(t_raw, tf.float32)),
                                 None if feat is None else tf.cast(feat, tf.float32),
-                                tf.stop_gradient(tf.cast(t_feat, tf.float32)))
+                                tf.stop_gradient(tf.cast(t_feat, tf.float32)),
+                                model.effective_anchors(), teacher.effective_anchors())
                     total = total + d["distill"]
                     out["distill"] = d["distill"]
                     out["total"] = total
@@ -349,6 +370,8 @@ class Trainer:
             self.step_in_epoch.assign(step_idx)
             self.epoch_loss_sums.assign([sums[k] for k in keys])
 
+        if self.distill is not None:  # the cosine ramp is constant within an epoch
+            self.distill.set_epoch(epoch, cfg.epochs)
         progress = Progress(self.steps_per_epoch, epoch + 1, cfg.epochs)
         t0 = time.perf_counter()
         images = 0
