@@ -30,10 +30,13 @@ def init_weight_share(decay: float, steps: int, warmup: bool = True) -> float:
     """``P_T``: the weight of the initial weights in the EMA after ``steps`` updates."""
     steps = max(0, int(steps))
     if not warmup:
-        return float(decay) ** steps
+        return max(0.0, float(decay)) ** steps
     log_p = 0.0
     for u in range(1, steps + 1):
-        log_p += math.log(warmup_decay(decay, u, True))
+        d = warmup_decay(decay, u, True)
+        if d <= 0.0:
+            return 0.0
+        log_p += math.log(d)
         if log_p < -50.0:
             return 0.0
     return math.exp(log_p)
