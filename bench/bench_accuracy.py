@@ -122,7 +122,7 @@ def main() -> None:
                     help="data sets of the teacher/student comparison (comma list; empty: none)")
     args = ap.parse_args()
 
-    from utod.presets import PRESETS
+    from utod.presets import preset_settings
 
     out = Path(args.out)
     root = Path(args.data_root)
@@ -139,7 +139,7 @@ def main() -> None:
             if preset == "uhd" and multi:
                 flags.append("--no-disable-cls")  # UHD's recipe is single-class
             r = train(folder, out, preset, args.epochs, flags)
-            r["width"] = PRESETS[preset]["cnn_width"]
+            r["width"] = preset_settings(preset)["cnn_width"]
             results.append(r)
         if name not in args.distill_datasets.split(","):
             continue

@@ -9,6 +9,7 @@ import click
 
 from utod.cli._common import UtodCliError, user_errors
 from utod.config import TrainConfig
+from utod.presets import describe_presets
 from utod.seed_compat import RESIZE_SHORTCUTS
 
 
@@ -51,6 +52,8 @@ def _build_command() -> click.Command:
         help="Train an UltraTinyOD detector. Without --image-dir it trains on a built-in generated "
              "dataset, so `utod train` alone is a complete demo. Components are plugins chosen by "
              "name: --assigner, --iou-loss, --cls-loss-type, --head, --resize-mode, aug YAML ops.",
+        epilog="Presets (--preset NAME sets these flags; explicit flags and --config win; docs/recipe.md):\n\n"
+               + describe_presets(),
         context_settings={"show_default": True, "max_content_width": 110},
     )
 
