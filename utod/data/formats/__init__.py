@@ -39,6 +39,8 @@ def layouts() -> list[DatasetLayout]:
     from utod.registry import get_registry
 
     reg = get_registry()
+    if not reg.components.get(KIND):
+        _builtin_fallback(reg)
     found: list[DatasetLayout] = []
     for comp in reg.components.get(KIND, []):
         if comp.status != "ok":
@@ -50,13 +52,43 @@ def layouts() -> list[DatasetLayout]:
     return sorted(found, key=lambda x: (getattr(x, "priority", 500), x.name))
 
 
+_BUILTIN_MODULE, _BUILTIN_PLUGIN = "utod_plugins.dataset_formats", "dataset_formats"
+
+
+def _builtin_fallback(reg) -> None:
+    """An installation made before this plugin kind existed has no ``dataset_formats`` entry
+    point (editable installs freeze their entry points): register the built-in layouts from
+    their module and say how to fix the installation. Disabling the plugin is respected."""
+    import importlib
+    import os
+    import sys
+
+    from utod import __version__
+
+    disabled = {x.strip() for x in os.environ.get("UTOD_DISABLED_PLUGINS", "").split(",") if x.strip()}
+    pm = getattr(reg, "plugin_manager", None)
+    if _BUILTIN_PLUGIN in disabled or pm is None or pm.get_plugin(_BUILTIN_PLUGIN) is not None:
+        return
+    try:
+        module = importlib.import_module(_BUILTIN_MODULE)
+    except ImportError:
+        return
+    pm.register(module, name=_BUILTIN_PLUGIN)
+    reg.collect(module, _BUILTIN_PLUGIN, "utod", __version__)
+    print("warning: this utod installation lacks the dataset_formats entry point; using the built-in "
+          "layouts directly (reinstall: pip install -e . or pip install .)", file=sys.stderr)
+
+
 def get_layout(name: str) -> DatasetLayout:
     from utod.registry import get_registry
 
     for x in _LOCAL:
         if x.name == name:
             return x
-    comp = get_registry().get(KIND, name)  # an unknown name is an error with a suggestion
+    reg = get_registry()
+    if not reg.components.get(KIND):
+        _builtin_fallback(reg)
+    comp = reg.get(KIND, name)  # an unknown name is an error with a suggestion
     layout = comp.load()()
     layout.name = comp.name
     return layout
