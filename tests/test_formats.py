@@ -442,3 +442,21 @@ def test_a_plugin_adds_a_dataset_layout(tmp_path, install_registry):
     assert src.layout == "boxes-csv" and spec.names == ["x", "y", "z"]
     assert list(canon(ds.splits[ALL])) == ["a"] and ds.splits[ALL][0].labels.tolist() == [1]
     assert read(root, fmt="yolo")[0].layout == "yolo"
+
+
+def test_label_collision_roboflow_leak_and_missing_count(tmp_path):
+    root = make_yolo_folder(tmp_path / "y")
+    write_jpg(root / "a.png")  # shares a.txt with a.jpg
+    (root / "c.txt").unlink()
+    _, _, ds = read(root)
+    assert any("a.txt:1: label file of" in i and "is also the label of" in i for i in ds.issues)
+    assert "7 images" not in ds.summary.format() and "1 of them without a label file" in ds.summary.format()
+    from utod.data.dataset import DatasetItem
+    from utod.data.loading import roboflow_leaks
+
+    def item(n):
+        return DatasetItem(n, np.zeros((0, 4), np.float32), np.zeros((0,), np.int32))
+
+    train = [item("t/IMG_1_jpg.rf.aaa.jpg"), item("t/IMG_2_jpg.rf.bbb.jpg")]
+    val = [item("v/IMG_1_jpg.rf.ccc.jpg"), item("v/IMG_3_jpg.rf.ddd.jpg")]
+    assert roboflow_leaks(train, val) == ["v/IMG_1_jpg.rf.ccc.jpg"]

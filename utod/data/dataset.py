@@ -54,6 +54,7 @@ class DatasetSummary:
     source: str = ""
     images: int = 0
     background_images: int = 0
+    missing_labels: int = 0  # images without any label file/record (part of background_images)
     boxes: int = 0
     skipped_lines: int = 0
     clipped_boxes: int = 0
@@ -64,8 +65,9 @@ class DatasetSummary:
 
     def format(self) -> str:
         lines = [
-            f"dataset {self.source}: {self.images} images ({self.background_images} background), "
-            f"{self.boxes} boxes",
+            f"dataset {self.source}: {self.images} images ({self.background_images} background"
+            + (f", {self.missing_labels} of them without a label file" if self.missing_labels else "")
+            + f"), {self.boxes} boxes",
             f"  skipped: {self.skipped_images} images, {self.skipped_lines} label lines; "
             f"{self.clipped_boxes} boxes clipped to the image",
         ]

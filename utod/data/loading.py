@@ -152,7 +152,25 @@ def split_for_training(ds: LoadedDataset, train_split: float, val_split: float, 
         ds.result.log.add(p, "image is in both the train and the val set", "kept in both (val is not independent)")
     if both and log:
         log(f"warning: {len(both)} image(s) are in both the train and the val set")
+    leaks = roboflow_leaks(train, val)
+    for name in leaks[:MAX_LOGGED_ISSUES]:
+        ds.result.log.add(name, "a val image is an augmented copy of a train image (same Roboflow source "
+                                "name before '.rf.')", "kept (val mAP is optimistic)")
+    if leaks and log:
+        log(f"warning: {len(leaks)} val image(s) are Roboflow copies of train images (same name before '.rf.')")
     return train, val, how
+
+
+def _rf_source(path: str) -> str | None:
+    name = os.path.basename(path)
+    return name.split(".rf.", 1)[0] if ".rf." in name else None
+
+
+def roboflow_leaks(train: list[DatasetItem], val: list[DatasetItem]) -> list[str]:
+    """Val images whose Roboflow source name (the part before ``.rf.``) also appears in train:
+    augmented copies of one photo on both sides."""
+    sources = {s for s in (_rf_source(i.image_path) for i in train) if s}
+    return [i.image_path for i in val if _rf_source(i.image_path) in sources]
 
 
 def usable_boxes(items: list[DatasetItem], class_ids: list[int]) -> int:

@@ -191,6 +191,7 @@ def read_yolo_images(paths: Iterable[str], rules: LabelRules, log: IssueLog, res
     name differs only in letter case is read and reported."""
     items: list[DatasetItem] = []
     index = _DirIndex()
+    owner: dict[str, str] = {}  # label file -> the image that read it first
     for path in paths:
         problem = sniff_image(path) if rules.check_images else None
         if problem:
@@ -211,7 +212,12 @@ def read_yolo_images(paths: Iterable[str], rules: LabelRules, log: IssueLog, res
             items.append(DatasetItem(path, np.zeros((0, 4), np.float32), np.zeros((0,), np.int32)))
             continue
         result.labelled_images += 1
-        result.used_labels.add(os.path.realpath(label))
+        real = os.path.realpath(label)
+        if real in owner:  # a.jpg and a.png share a.txt
+            log.add(f"{label}:1", f"label file of '{path}' is also the label of '{owner[real]}'",
+                    "read for both (rename one image)")
+        owner.setdefault(real, path)
+        result.used_labels.add(real)
         lf = read_label_file(label, num_classes=rules.max_class)
         log.extend(lf.issues)
         log.skipped_lines += lf.skipped_lines
@@ -296,6 +302,7 @@ def finish_result(result: ReadResult, names: dict[int, str] | None = None, sourc
             s.background_images += 1
         for cid, cnt in zip(*np.unique(it.labels, return_counts=True)):
             s.class_counts[int(cid)] = s.class_counts.get(int(cid), 0) + int(cnt)
+    s.missing_labels = result.unlabelled_images
     s.skipped_images = result.log.skipped_images
     s.skipped_lines = result.log.skipped_lines
     s.clipped_boxes = result.log.clipped_boxes
