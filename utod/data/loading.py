@@ -25,7 +25,7 @@ from pathlib import Path
 from utod.data.classes import ClassSpec, read_names_file, resolve_classes
 from utod.data.dataset import MAX_LOGGED_ISSUES, DatasetItem, DatasetSummary
 from utod.data.formats import ALL, DatasetSource, LabelRules, ReadResult, looked_for, open_dataset
-from utod.data.formats.base import finish_result
+from utod.data.formats.base import finish_result, path_key
 from utod.data.formats.yolo import ListsSource
 from utod.errors import ConfigError, DataError
 
@@ -147,7 +147,7 @@ def split_for_training(ds: LoadedDataset, train_split: float, val_split: float, 
         pool = splits.get(ALL, [])
         train, val = split_items(pool, train_split, val_split, seed)
         how = f"ratio split {train_split:g}/{val_split:g} (seed {seed})"
-    both = {os.path.realpath(i.image_path) for i in train} & {os.path.realpath(i.image_path) for i in val}
+    both = {path_key(i.image_path) for i in train} & {path_key(i.image_path) for i in val}
     for p in sorted(both)[:MAX_LOGGED_ISSUES]:
         ds.result.log.add(p, "image is in both the train and the val set", "kept in both (val is not independent)")
     if both and log:

@@ -149,6 +149,12 @@ class DatasetLayout(ABC):
 
 
 # ------------------------------------------------------------------ YOLO .txt labels
+def path_key(path: str) -> str:
+    """Absolute, normalised form of ``path`` used to compare files (cheap: no symlink resolution,
+    which costs several stat calls per path on a large dataset)."""
+    return os.path.normcase(os.path.abspath(path))
+
+
 def label_candidates(image_path: str) -> list[str]:
     """Label files tried for ``image_path``, in order: the Ultralytics rule (the last
     ``/images/`` path component replaced by ``/labels/``, extension ``.txt``) when the path has
@@ -212,7 +218,7 @@ def read_yolo_images(paths: Iterable[str], rules: LabelRules, log: IssueLog, res
             items.append(DatasetItem(path, np.zeros((0, 4), np.float32), np.zeros((0,), np.int32)))
             continue
         result.labelled_images += 1
-        real = os.path.realpath(label)
+        real = path_key(label)
         if real in owner:  # a.jpg and a.png share a.txt
             log.add(f"{label}:1", f"label file of '{path}' is also the label of '{owner[real]}'",
                     "read for both (rename one image)")
@@ -260,7 +266,7 @@ def report_orphan_labels(folders: Iterable[str], used_labels: set[str], log: Iss
         for f in names:
             if not f.lower().endswith(".txt"):
                 continue
-            p = os.path.realpath(os.path.join(folder, f))
+            p = path_key(os.path.join(folder, f))
             if p in seen or p in used_labels or os.path.splitext(p)[0] in image_stems or not os.path.isfile(p):
                 continue
             seen.add(p)
@@ -273,7 +279,7 @@ def all_subfolders(root: str) -> list[str]:
     """``root`` and every folder below it (hidden ones skipped, symlinks followed once)."""
     out, seen = [], set()
     for d, dirs, _ in os.walk(root, followlinks=True):
-        real = os.path.realpath(d)
+        real = os.path.realpath(d)  # real path: a symlink loop must end
         if real in seen:
             dirs[:] = []
             continue
@@ -287,7 +293,7 @@ def image_stems(paths: Iterable[str]) -> set[str]:
     out = set()
     for p in paths:
         for c in label_candidates(p):
-            out.add(os.path.splitext(os.path.realpath(c))[0])
+            out.add(os.path.splitext(path_key(c))[0])
     return out
 
 

@@ -64,10 +64,10 @@ def read_split_images(paths: list[str], rules: LabelRules, log: IssueLog, result
     image folders) that no image uses."""
     items = read_yolo_images(paths, rules, log, result)
     # an orphan is a label with no image on disk at all (an unlisted image is not an orphan)
-    on_disk = list(paths)
+    on_disk = set(paths)
     for d in sorted({os.path.dirname(p) for p in paths}):
         try:
-            on_disk += [os.path.join(d, f) for f in os.listdir(d) if is_image_name(f)]
+            on_disk.update(os.path.join(d, f) for f in os.listdir(d) if is_image_name(f))
         except OSError:
             pass
     report_orphan_labels(orphan_roots if orphan_roots is not None else label_folders(paths),
