@@ -72,6 +72,10 @@ class TrainConfig:
     img_size: str = _f("64x64", 'Network input "HxW" (or one number for square).', group=DATA)
     max_boxes: int = _f(50, "Boxes kept per image (targets are padded to this).", group=DATA)
     num_workers: int | None = _f(None, "Parallel data workers (default: all cores).", group=DATA)
+    # data workers (infer): threads share the GIL; processes scale with cores (docs/gpu.md)
+    worker_mode: str = _f("threads", "Who builds training batches: worker threads (fastest on a few cores) or "
+                          "worker processes (no shared GIL; for GPUs needing thousands of img/s, docs/gpu.md).",
+                          group=DATA, choices=("threads", "processes"))
     resize_mode: str = _f(DEFAULT_RESIZE, "Resize backend plugin (see `utod list-plugins --kind resize`). "
                                                   "Shortcut flags such as --opencv_inter_nearest also work.",
                           group=DATA)

@@ -27,8 +27,10 @@ raw class ids are mapped through ``cfg.class_ids`` (raw ``class_ids[k]`` -> ``k`
 other classes are dropped, docs/pipeline.md §1.4), then the first ``max_boxes`` are kept. The class
 filter runs *before* the cap (the seed capped first, which could drop selected boxes).
 
-Batches are produced in Python by a thread pool (OpenCV releases the GIL), a few batches
-ahead, and fed through ``tf.data.Dataset.from_generator`` + ``prefetch``.
+Batches are produced a few batches ahead by worker threads (OpenCV releases the GIL) or,
+with ``worker_mode="processes"``, by worker processes (:mod:`utod.data.workers`; identical
+batches), and fed straight to the train step or through ``tf.data.Dataset.from_generator``
++ ``prefetch``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ from utod.data.boxes_np import clip_and_filter, to_float
 from utod.data.cache import ImageCache, default_workers
 from utod.data.dataset import DatasetItem
 from utod.data.model_input import input_channels, to_model_input
+from utod.data.workers import BatchWorkers
 from utod.defaults import DEFAULT_RESIZE
 from utod.errors import ConfigError, DataError
 from utod.registry import PluginError, Registry, get_registry
@@ -62,7 +64,8 @@ class PipelineConfig:
     img_size: (H, W) network input. class_ids: raw id ``class_ids[k]`` trains as class ``k``
     (None: raw ids pass through). aug_ops: ``load_aug_config`` output (None/[]: no
     augmentation). cache_dir: image cache folder (None: ``$UTOD_CACHE_DIR/images`` or
-    ``~/.cache/utod/images``). num_workers: threads (None: min(8, CPUs)).
+    ``~/.cache/utod/images``). num_workers: batch workers (None: min(8, CPUs)).
+    worker_mode: "threads" (default) or "processes" (see :mod:`utod.data.workers`).
     """
 
     img_size: tuple[int, int] = (64, 64)
@@ -74,6 +77,7 @@ class PipelineConfig:
     seed: int = 42
     cache_dir: str | None = None
     num_workers: int | None = None
+    worker_mode: str = "threads"
 
 
 class SamplePool:
@@ -122,7 +126,8 @@ class DetectionData:
         self.pool = SamplePool(self)
         self._lut = self._class_lut(cfg.class_ids)
         self.num_workers = cfg.num_workers or default_workers()
-        self._executor: ThreadPoolExecutor | None = None
+        self._images = self.cache.images
+        self._workers = BatchWorkers(cfg.worker_mode, self.num_workers, self.make_batch, self.replica_state)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -148,7 +153,7 @@ class DetectionData:
     def raw_sample(self, i: int) -> Sample:
         """Item ``i`` un-augmented: float32 image [H, W, 3] in [0,1], raw labels."""
         item = self.items[i]
-        return Sample(to_float(self.cache.images[self._rows[i]]), item.boxes, item.labels)
+        return Sample(to_float(self._images[self._rows[i]]), item.boxes, item.labels)
 
     def _finalise(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Clip, class-map, cap and pad one sample -> image, boxes [M,4], labels [M], mask [M]."""
@@ -217,21 +222,44 @@ class DetectionData:
             out["index"][j] = i
         return out
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="utod-data")
-        return self._executor
+    # ------------------------------------------------------- worker processes
+    def replica_state(self) -> dict[str, Any]:
+        """What a worker process needs to rebuild this pipeline (picklable; the cache travels
+        as its file name, not its pixels)."""
+        return {"cfg": self.cfg, "training": self.training, "items": self.items, "rows": self._rows,
+                "images_path": str(self.cache.data_path), "cache_shape": tuple(self._images.shape)}
+
+    @classmethod
+    def replica(cls, state: dict[str, Any]) -> DetectionData:
+        """The pipeline of :meth:`replica_state` in a worker process: the cache memmap opened
+        read-only, the augmenter rebuilt from the installed plugins."""
+        obj = cls.__new__(cls)
+        cfg = state["cfg"]
+        obj.cfg, obj.training = cfg, state["training"]
+        obj.img_size = (int(cfg.img_size[0]), int(cfg.img_size[1]))
+        obj.items, obj._rows = state["items"], state["rows"]
+        reg = get_registry()
+        obj._backend = reg.create(RESIZE_KIND, cfg.resize_mode)  # its to_input runs after augmentation
+        obj.channels = input_channels(obj._backend)
+        shape = state["cache_shape"]
+        obj._images = (np.memmap(state["images_path"], dtype=np.uint8, mode="r", shape=shape)
+                       if shape[0] else np.zeros(shape, np.uint8))
+        obj.augmenter = build_augmenter(reg, cfg.aug_ops) if obj.training and cfg.aug_ops else None
+        obj.pool = SamplePool(obj)
+        obj._lut = cls._class_lut(cfg.class_ids)
+        obj.num_workers = 1
+        obj._workers = None
+        return obj
 
     def numpy_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Batches ``start_step..`` of ``epoch`` in order, built ahead by the thread pool (a
         resumed run starts mid-epoch without building the batches it already trained on)."""
         order = self.epoch_order(epoch)
-        ex = self._pool()
         ahead: deque[Any] = deque()
         lookahead = 2 * self.num_workers
         try:
             for step in range(start_step, self.steps_per_epoch):
-                ahead.append(ex.submit(self.make_batch, epoch, step, order))
+                ahead.append(self._workers.submit(epoch, step, order))
                 if len(ahead) >= lookahead:
                     yield ahead.popleft().result()
             while ahead:
@@ -263,9 +291,9 @@ class DetectionData:
         return ds.prefetch(2)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        workers = getattr(self, "_workers", None)
+        if workers is not None:
+            workers.close()
 
     def __del__(self) -> None:
         try:

@@ -65,8 +65,8 @@ class Trainer:
         pipe_kw = dict(img_size=(h, w), batch_size=cfg.batch_size, max_boxes=cfg.max_boxes,
                        resize_mode=cfg.resize_mode, class_ids=list(model_cfg.class_ids), seed=cfg.seed,
                        cache_dir=cfg.cache_dir, num_workers=cfg.num_workers)
-        self.train_data = DetectionData(train_items, PipelineConfig(aug_ops=aug_ops, **pipe_kw), registry,
-                                        training=True)
+        self.train_data = DetectionData(train_items, PipelineConfig(aug_ops=aug_ops, worker_mode=cfg.worker_mode,
+                                                                    **pipe_kw), registry, training=True)
         self.val_data = (DetectionData(val_items, PipelineConfig(aug_ops=None, **pipe_kw), registry,
                                        training=False) if val_items else None)
         self.steps_per_epoch = int(self.train_data.steps_per_epoch)  # >= 1 (small sets are repeated)
