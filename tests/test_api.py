@@ -105,3 +105,28 @@ def test_cli_train_on_a_folder_without_labels_exits_2(tmp_path):
 def test_import_utod_stays_light():
     code = "import sys, utod; utod.train; assert 'tensorflow' not in sys.modules, 'TF imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_seed_command_names_travel_with_a_classes_subset(tmp_path):
+    """The seed's README: --image-dir <cvat export>/obj_train_data --classes 0, obj.names one
+    folder up. The checkpoint and the predictions call class 0 by its name, not 'class0'."""
+    from utod.model.io import load_checkpoint
+
+    export = tmp_path / "wholebody"
+    generate_shapes(export / "obj_train_data", num_images=12, size=64, seed=2)
+    (export / "obj_train_data" / "obj.names").rename(export / "obj.names")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(utod_cli(), [
+        "train", "--image-dir", str(export / "obj_train_data"), "--classes", "0", "--epochs", "1",
+        "--cnn-width", "8", "--batch-size", "4", "--img-size", "64x64", "--ckpt-out", str(run), "--no-aug"])
+    assert res.exit_code == 0, res.output
+    _, meta = load_checkpoint(run / "last.keras")
+    assert json.dumps(meta).count(f'"{CLASS_NAMES[0]}"') >= 1 and "class0" not in json.dumps(meta)
+    out = tmp_path / "pred"
+    res = CliRunner().invoke(utod_cli(), ["predict", str(run / "last.keras"), str(export / "obj_train_data"),
+                                          "--out", str(out), "--no-draw", "--conf-thresh", "0.0"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "detections.json").read_text())
+    records = data["images"] if isinstance(data, dict) else data
+    rows = [d for r in records for d in r["detections"]]
+    assert rows and {d["class_name"] for d in rows} == {CLASS_NAMES[0]}
