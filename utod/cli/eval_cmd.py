@@ -57,8 +57,7 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
             click.echo(f"{model_path} ({detector.kind}) on {image_dir} [{split}]")
             click.echo(decode_note(result, detector.info))
             click.echo(format_report(result))
-            click.echo(f"{result['num_images']} images read, preprocessed and detected in "
-                       f"{result['detect_seconds']:.2f}s: {result['images_per_s']:.1f} img/s "
+            click.echo(f"read + preprocess + detect: {detector.last_run.summary()} "
                        f"({detector.kind}, {detector.batching()})")
 
 

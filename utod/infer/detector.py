@@ -4,7 +4,9 @@ per-image detections out. Backends (Keras, ONNX Runtime, TFLite) implement ``for
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +32,7 @@ class Detector:
         self.info = info
         self._pre: Preprocessor | None = None
         self._decoder: RawDecoder | None = None
+        self.last_run: RunTiming | None = None
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -107,16 +110,51 @@ class Detector:
                      iou_thresh: float | None = None, batch_size: int | None = None,
                      workers: int | None = None) -> list[ImageDetections]:
         """Detections of image files, read and preprocessed by worker threads while the
-        previous batch runs. An unreadable image raises ``DataError`` naming it."""
+        previous batch runs. An unreadable image raises ``DataError`` naming it. Timing of
+        the run goes to :attr:`last_run`."""
         from utod.infer.preprocess import ImageLoader
 
         if batch_size:
             self.batch_size = int(batch_size)
         out: list[ImageDetections] = []
+        t0 = time.perf_counter()
+        first = 0.0
         for batch in ImageLoader(self.preprocessor, self.batch_size, workers).batches(paths):
             batch.raise_failed()
             out.extend(self.detect(batch.images, conf_thresh, iou_thresh))
+            if not first:
+                first = time.perf_counter() - t0
+        self.last_run = RunTiming(len(out), time.perf_counter() - t0, first, min(len(out), self.batch_size))
         return out
+
+
+@dataclass
+class RunTiming:
+    """Wall time of one :meth:`Detector.detect_files` run: ``images`` in ``seconds``, of which
+    ``first_batch_seconds`` for the first ``first_batch_images`` (it includes compiling)."""
+
+    images: int
+    seconds: float
+    first_batch_seconds: float
+    first_batch_images: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_images_per_s(self) -> float | None:
+        """Images per second after the first batch (None when there was only one batch)."""
+        rest = self.seconds - self.first_batch_seconds
+        n = self.images - self.first_batch_images
+        return n / rest if n > 0 and rest > 0 else None
+
+    def summary(self) -> str:
+        text = f"{self.images} images in {self.seconds:.2f}s: {self.images_per_s:.1f} img/s"
+        steady = self.steady_images_per_s
+        if steady is not None:
+            text += f" ({steady:.1f} img/s after the first batch, which took {self.first_batch_seconds:.2f}s)"
+        return text
 
 
 _WARNED: set[tuple[int, str]] = set()

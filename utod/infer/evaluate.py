@@ -4,7 +4,6 @@ module: the class mapping (``contiguous_labels``), the item loading and the scor
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,7 +40,9 @@ def evaluate_detector(detector: Detector, items: Sequence[Any], *, conf_thresh: 
     ``effective_conf_thresh``, ``effective_nms_iou`` and ``baked_conf_thresh`` /
     ``baked_nms_iou`` / ``baked_max_detections`` (``None`` for raw-output models and Keras).
     ``detect_seconds`` / ``images_per_s``: wall time of reading, preprocessing and detecting
-    (COCO scoring excluded) and the images per second it gives.
+    (COCO scoring excluded) and the images per second it gives; ``first_batch_seconds``
+    (compiling included) and ``steady_images_per_s`` (after the first batch; None for one
+    batch).
     """
     from utod.metrics import evaluate_detections
 
@@ -54,9 +55,8 @@ def evaluate_detector(detector: Detector, items: Sequence[Any], *, conf_thresh: 
     for it in items:
         labels, keep = contiguous_labels(it.labels, info)
         gts.append((np.asarray(it.boxes, np.float32).reshape(-1, 4)[keep], labels))
-    t0 = time.perf_counter()
     dets = detector.detect_files([it.image_path for it in items], conf, iou, batch_size)
-    detect_s = time.perf_counter() - t0
+    timing = detector.last_run
     result = evaluate_detections(gts, dets, info.num_classes, img_size=info.img_size,
                                  conf_thresh=eval_conf_thresh, class_names=info.class_names,
                                  max_detections=max(100, info.max_detections))
@@ -67,8 +67,10 @@ def evaluate_detector(detector: Detector, items: Sequence[Any], *, conf_thresh: 
         baked_conf_thresh=info.conf_thresh if baked else None,
         baked_nms_iou=info.nms_iou if baked else None,
         baked_max_detections=info.max_detections if baked else None,
-        detect_seconds=detect_s,
-        images_per_s=len(items) / detect_s if detect_s > 0 else 0.0,
+        detect_seconds=timing.seconds,
+        images_per_s=timing.images_per_s,
+        steady_images_per_s=timing.steady_images_per_s,
+        first_batch_seconds=timing.first_batch_seconds,
     )
     return result
 

@@ -66,7 +66,7 @@ class Preprocessor:
 @dataclass
 class LoadedBatch:
     """One batch of image files: the ones that decoded (``paths``, ``images`` float32
-    [k, H, W, 3], and the uint8 RGB ``originals`` at their own size when asked for) and the
+    [k, H, W, C] model input, and the uint8 RGB ``originals`` at their own size when asked for) and the
     ones that did not (``failed``: path and the ``DataError`` naming it)."""
 
     paths: list[str]
@@ -109,21 +109,22 @@ class ImageLoader:
         if not chunks:
             return
         h, w = self.preprocessor.img_size
+        c = self.preprocessor.channels
         with ThreadPoolExecutor(self.workers, thread_name_prefix="utod-load") as pool:
             ahead: deque[tuple[list[str], list[Future]]] = deque()
             try:
                 for chunk in chunks:
                     ahead.append((chunk, [pool.submit(self._load, p) for p in chunk]))
                     if len(ahead) > 2:  # two batches stay queued while the consumer works
-                        yield self._collect(*ahead.popleft(), h, w)
+                        yield self._collect(*ahead.popleft(), (h, w, c))
                 while ahead:
-                    yield self._collect(*ahead.popleft(), h, w)
+                    yield self._collect(*ahead.popleft(), (h, w, c))
             finally:  # an abandoned iteration does not leave files being read
                 for _, futs in ahead:
                     for f in futs:
                         f.cancel()
 
-    def _collect(self, chunk: list[str], futures: list[Future], h: int, w: int) -> LoadedBatch:
+    def _collect(self, chunk: list[str], futures: list[Future], shape: tuple[int, int, int]) -> LoadedBatch:
         ok, images, originals, failed = [], [], [], []
         for path, fut in zip(chunk, futures):
             image, original, err = fut.result()
@@ -134,5 +135,5 @@ class ImageLoader:
             images.append(image)
             if original is not None:
                 originals.append(original)
-        arr = np.stack(images) if images else np.zeros((0, h, w, 3), np.float32)
+        arr = np.stack(images) if images else np.zeros((0, *shape), np.float32)
         return LoadedBatch(ok, arr, originals, failed)
