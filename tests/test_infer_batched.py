@@ -85,7 +85,7 @@ def test_image_loader_keeps_order_skips_nothing_silently(tmp_path):
 
 def test_graph_function_falls_back_to_autograph_once():
     from utod._keras import tf
-    from utod.infer.graph import GraphFunction
+    from utod.graph import GraphFunction
 
     def plain(x):
         return x * 2.0

@@ -11,16 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from utod.graph import GraphFunction
 from utod.infer.decode import pad_batch
 from utod.infer.detector import Detector
-from utod.infer.graph import GraphFunction
 from utod.infer.modelinfo import info_from_model
 
 
 def compiled_detect(model: Any, max_detections: int | None = None) -> Any:
     """Compiled ``(images [B,H,W,3], conf [], iou []) -> (detections [B,K,6], num_valid [B])``
     for a Keras ``UltraTinyOD``: forward (inference mode) + the model's post-processing
-    (a :class:`~utod.infer.graph.GraphFunction`: traced without AutoGraph when it can be)."""
+    (a :class:`~utod.graph.GraphFunction`: traced without AutoGraph when it can be)."""
     from utod.model.postprocess import model_postprocess
 
     def detect(images: Any, conf: Any, iou: Any) -> Any:

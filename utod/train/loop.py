@@ -24,6 +24,7 @@ import numpy as np
 from utod._keras import keras, tf
 from utod.config import TrainConfig
 from utod.errors import ConfigError
+from utod.graph import GraphFunction
 from utod.infer.modelinfo import MAP_CONF_THRESH  # detections kept for COCO mAP (P/R use --conf-thresh)
 from utod.loss import LOSS_KEYS
 from utod.train.ema import EMA
@@ -222,7 +223,8 @@ class Trainer:
                 ema.update()
             return reduced
 
-        return tf.function(step, jit_compile=bool(cfg.use_xla) or None, reduce_retracing=False)
+        # traced without AutoGraph unless a plugin needs it (start-up: utod/graph.py)
+        return GraphFunction(step, jit_compile=bool(cfg.use_xla) or None, reduce_retracing=False)
 
     def _make_eval_step(self):
         from utod.model.postprocess import postprocess, score_mode_for
@@ -238,7 +240,7 @@ class Trainer:
                                     mcfg.nms_iou, mcfg.max_detections)
             return {k: parts[k] for k in LOSS_KEYS}, dets, num
 
-        return tf.function(step)
+        return GraphFunction(step)
 
     # ------------------------------------------------------------------ state
     def _restore(self) -> tuple[int, int]:
