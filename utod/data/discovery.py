@@ -22,13 +22,43 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def find_images_in_dir(directory: str | os.PathLike) -> list[str]:
-    """Sorted paths of all images under ``directory`` (recursive, symlinked dirs followed)."""
+def find_images_in_dir(directory: str | os.PathLike, issues: list[str] | None = None) -> list[str]:
+    """Sorted paths of all images under ``directory`` (recursive, symlinked dirs followed).
+
+    Every real folder is searched once and every real file is returned once: a symlink loop,
+    or two links to one folder or image, would otherwise list the same image many times (and
+    spread copies over train and val). Each skipped repeat is reported into ``issues``."""
     found: list[str] = []
+    seen_dirs: dict[str, str] = {}
+    seen_files: dict[str, str] = {}
     for root, dirs, files in os.walk(directory, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(root, f) for f in files if is_image_name(f))
+        real = os.path.realpath(root)
+        if real in seen_dirs:  # reached again through a symlink: a loop or a second link
+            dirs[:] = []
+            if issues is not None:
+                kind = "symlink loop" if _is_inside(seen_dirs[real], root) else "second link"
+                issues.append(f"{root}: {kind} to {seen_dirs[real]} (already searched) — folder skipped")
+            continue
+        seen_dirs[real] = root
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if not is_image_name(f):
+                continue
+            path = os.path.join(root, f)
+            real_file = os.path.realpath(path)
+            if real_file in seen_files:
+                if issues is not None:
+                    issues.append(f"{path}: same file as {seen_files[real_file]} — duplicate skipped")
+                continue
+            seen_files[real_file] = path
+            found.append(path)
     return sorted(found)
+
+
+def _is_inside(ancestor: str, path: str) -> bool:
+    """Whether ``path`` lies below ``ancestor`` (as written, links not resolved)."""
+    a, p = os.path.abspath(ancestor), os.path.abspath(path)
+    return p == a or p.startswith(a.rstrip(os.sep) + os.sep)
 
 
 def read_list_file(list_path: str | os.PathLike, *, extra_bases: Sequence[str | os.PathLike] = (),
@@ -70,7 +100,8 @@ def find_images(image_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
     """Images of ``image_dir`` (folder or list file) and issues about missing entries."""
     p = Path(image_dir)
     if p.is_dir():
-        return find_images_in_dir(p), []
+        issues: list[str] = []
+        return find_images_in_dir(p, issues), issues
     if p.is_file():
         if is_image_name(p.name):
             return [str(p)], []

@@ -173,6 +173,32 @@ def roboflow_leaks(train: list[DatasetItem], val: list[DatasetItem]) -> list[str
     return [i.image_path for i in val if _rf_source(i.image_path) in sources]
 
 
+def _saved_split_items(ds: LoadedDataset, saved: tuple[list[str], list[str]], log: Log
+                       ) -> tuple[list[DatasetItem], list[DatasetItem], str]:
+    """The items of a resumed run's saved split, in its order; what changed in the dataset
+    since is reported, not re-split."""
+    by_path: dict[str, DatasetItem] = {}
+    for items in ds.splits.values():
+        for it in items:
+            by_path.setdefault(os.path.abspath(it.image_path), it)
+    parts = []
+    gone: list[str] = []
+    for paths in saved:
+        parts.append([by_path[p] for p in paths if p in by_path])
+        gone += [p for p in paths if p not in by_path]
+    listed = set(saved[0]) | set(saved[1])
+    added = sorted(p for p in by_path if p not in listed)
+    for p in gone[:MAX_LOGGED_ISSUES]:
+        ds.result.log.add(p, "in the run's saved split but no longer in the dataset", "not used on resume")
+    for p in added[:MAX_LOGGED_ISSUES]:
+        ds.result.log.add(p, "added to the dataset after the run's split was made",
+                          "not used on resume (start a new run to include it)")
+    if log and (gone or added):
+        log(f"warning: the dataset changed since this run's split: {len(gone)} image(s) of the saved split are "
+            f"gone, {len(added)} new image(s) are not used; the saved train.txt / val.txt stay the split")
+    return parts[0], parts[1], "the run's saved split (train.txt / val.txt)"
+
+
 def usable_boxes(items: list[DatasetItem], class_ids: list[int]) -> int:
     ids = set(class_ids)
     return sum(int(sum(1 for c in it.labels.tolist() if c in ids)) for it in items)
@@ -214,11 +240,14 @@ class TrainingData:
     dataset: LoadedDataset
 
 
-def load_training_data(cfg, run_dir: str | os.PathLike, *, data: str | None = None, log: Log = print) -> TrainingData:
+def load_training_data(cfg, run_dir: str | os.PathLike, *, data: str | None = None, log: Log = print,
+                       keep_split: tuple[list[str], list[str]] | None = None) -> TrainingData:
     """Everything the trainer needs from the data settings of ``cfg`` (a ``TrainConfig``):
     classes, the train/val items (written as train.txt / val.txt), data_issues.txt and
     dataset.json in ``run_dir``. ``data`` overrides ``cfg.data``/``cfg.image_dir`` (the
-    built-in dataset)."""
+    built-in dataset). ``keep_split``: a resumed run's saved (train, val) image paths, used
+    as they are (images gone or added since are reported, nothing is re-split, and
+    train.txt / val.txt are not rewritten)."""
 
     from utod.data.split import write_split
 
@@ -232,13 +261,17 @@ def load_training_data(cfg, run_dir: str | os.PathLike, *, data: str | None = No
     ds = read_source(source, spec, cfg.names, log=log)
     if log:
         log(ds.summary.format())
-    train, val, how = split_for_training(ds, cfg.train_split, cfg.val_split, cfg.seed, log)
+    if keep_split is not None:
+        train, val, how = _saved_split_items(ds, keep_split, log)
+    else:
+        train, val, how = split_for_training(ds, cfg.train_split, cfg.val_split, cfg.seed, log)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     issues_file = write_data_issues(run, ds.issues)
     if issues_file and log:
         log(f"{len(ds.issues)} data issue(s) listed in {issues_file}")
-    write_split(run, train, val)
+    if keep_split is None:
+        write_split(run, train, val)
     from utod.atomic import write_json
 
     write_json(run / "dataset.json", {

@@ -80,6 +80,23 @@ class PipelineConfig:
     worker_mode: str = "threads"
 
 
+def build_image_cache(paths: Sequence[str], cfg: PipelineConfig, registry: Registry | None = None, *,
+                      log: Callable[[str], None] | None = print, resize: Any = None) -> ImageCache:
+    """The decode-once cache of ``paths`` exactly as :class:`DetectionData` builds it (same
+    key), so building it ahead (e.g. to find undecodable images before the run starts) costs
+    no second decode."""
+    reg = registry or get_registry()
+    try:
+        comp = reg.get(RESIZE_KIND, cfg.resize_mode)
+        resize = resize if resize is not None else reg.create(RESIZE_KIND, cfg.resize_mode)
+    except PluginError as exc:
+        raise ConfigError(str(exc)) from exc
+    # the provider and version are part of the cache key: another backend's pixels are never reused
+    return ImageCache(list(paths), (int(cfg.img_size[0]), int(cfg.img_size[1])), resize,
+                      f"{comp.qualified_name}@{comp.version}", cache_dir=cfg.cache_dir,
+                      num_workers=cfg.num_workers, log=log)
+
+
 class SamplePool:
     """Partner source for Mosaic / MixUp / CopyPaste: ``draw(rng)`` returns an un-augmented
     sample (float32 image at the training size, raw labels) chosen uniformly by ``rng``."""
@@ -105,16 +122,13 @@ class DetectionData:
         self.training = training
         self.img_size = (int(cfg.img_size[0]), int(cfg.img_size[1]))
         try:
-            comp = reg.get(RESIZE_KIND, cfg.resize_mode)
             resize = reg.create(RESIZE_KIND, cfg.resize_mode)
         except PluginError as exc:
             raise ConfigError(str(exc)) from exc
         self._backend = resize
         self.channels = input_channels(resize)  # model input channels (3 = RGB; camera-native modes differ)
-        # the provider and version are part of the cache key: another backend's pixels are never reused
-        self.cache = ImageCache([it.image_path for it in items], self.img_size, resize,
-                                f"{comp.qualified_name}@{comp.version}",
-                                cache_dir=cfg.cache_dir, num_workers=cfg.num_workers, log=log)
+        # the same cache key as build_image_cache (provider and version of the backend included)
+        self.cache = build_image_cache([it.image_path for it in items], cfg, reg, log=log, resize=resize)
         rows = np.flatnonzero(self.cache.valid)
         self.items: list[DatasetItem] = [items[i] for i in rows]
         self._rows = rows

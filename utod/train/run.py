@@ -9,8 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from utod.atomic import check_writable_dir
 from utod.config import save_config
-from utod.errors import ConfigError
+from utod.errors import ConfigError, DataError
+from utod.runfolder import check_epochs_left, drop_undecodable, saved_split
+from utod.runlock import RunLock
 from utod.seed_compat import assigner_options_from_flags, head_name
 from utod.train.setup import (
     ResolvedRun,
@@ -83,8 +86,17 @@ def _resolve_anchors(cfg, train_items, class_ids, run_dir: Path | None = None) -
 
 def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     """Resolve the run, build everything, train. Returns the finished :class:`Trainer`
-    (``trainer.last_metrics`` holds the final validation metrics)."""
-    resolved: ResolvedRun = resolve_config(cli_given, config_file)
+    (``trainer.last_metrics`` holds the final validation metrics). The run folder is locked
+    (:class:`utod.runlock.RunLock`) from its first write to the end."""
+    resolved: ResolvedRun = resolve_config(cli_given, config_file)  # every setting validated here
+    lock = RunLock(resolved.run_dir, log=log)
+    try:
+        return _run_training(resolved, lock)
+    finally:
+        lock.release()
+
+
+def _run_training(resolved: ResolvedRun, lock: RunLock):
     cfg = resolved.cfg
     run_dir = resolved.run_dir
     _configure_devices(cfg.strategy)
@@ -119,7 +131,15 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
 
     if not resolved.resuming:
         check_new_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        check_epochs_left(run_dir, cfg.epochs)
+    lock.acquire()  # creates the folder; a second `utod train` into it is refused here
+    check_writable_dir(run_dir)
+    keep_split = None
+    if resolved.resuming:  # the saved split is the truth on resume
+        keep_split = saved_split(run_dir)
+        if keep_split is None:
+            raise DataError(f"cannot resume {run_dir}: train.txt (the run's split) is missing; nothing was changed")
 
     data = None
     if resolved.used_default_data:
@@ -131,9 +151,16 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     keras.utils.set_random_seed(cfg.seed)
     from utod.data.loading import load_training_data
 
-    loaded = load_training_data(cfg, run_dir, data=data, log=log)
+    loaded = load_training_data(cfg, run_dir, data=data, log=log, keep_split=keep_split)
     classes, train_items, val_items = loaded.classes, loaded.train, loaded.val
     class_ids = list(classes.class_ids)
+    # undecodable images: reported, counted and out of the split; the trainer gets the lists its
+    # data pipeline's cache was just built for (it drops the same images itself, no second decode)
+    all_train, all_val = train_items, val_items
+    train_items, val_items = drop_undecodable(train_items, val_items, cfg, registry, run_dir, loaded.dataset,
+                                              log, rewrite_split=keep_split is None)
+    if not train_items:
+        raise DataError("the training split is empty: none of its images can be decoded")
 
     # ---- model configuration ----------------------------------------------------------
     anchors, anchor_source = _resolve_anchors(cfg, train_items, class_ids, run_dir)
@@ -166,8 +193,8 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
 
     try:
         trainer = Trainer(
-            cfg=cfg, run_dir=run_dir, registry=registry, model_cfg=model_cfg, train_items=train_items,
-            val_items=val_items, aug_ops=aug_ops, loss_opts=loss_opts, plugins=used,
+            cfg=cfg, run_dir=run_dir, registry=registry, model_cfg=model_cfg, train_items=all_train,
+            val_items=all_val if val_items else [], aug_ops=aug_ops, loss_opts=loss_opts, plugins=used,
             strategy=make_strategy(cfg.strategy), resuming=resolved.resuming, log=log,
         )
         trainer.fit()

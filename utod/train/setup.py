@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from utod import __version__
 from utod.config import (
     ARCHITECTURE_FIELDS,
@@ -21,6 +19,13 @@ from utod.config import (
 )
 from utod.errors import ConfigError
 from utod.presets import preset_settings
+from utod.runfolder import (
+    check_resume_request,
+    check_state_present,
+    complete_split_shares,
+    read_run_config,
+    validate_settings,
+)
 from utod.seed_compat import head_name, head_options_from_flags
 
 # Settings used when `utod train` runs on the built-in dataset and the user did not set them:
@@ -56,7 +61,8 @@ def find_run_dir(resume: str) -> Path:
     if not p.is_dir():
         raise ConfigError(f"--resume {resume}: no such run folder")
     if not (p / "config.yaml").is_file():
-        raise ConfigError(f"--resume {resume}: {p} has no config.yaml, so it is not a utod run folder")
+        raise ConfigError(f"--resume {resume}: {p} has no config.yaml, so it is not a utod run folder; "
+                          "nothing was changed")
     return p
 
 
@@ -66,17 +72,15 @@ def resolve_config(cli_given: dict[str, Any], config_file: str | None) -> Resolv
     resume = cli.get("resume")
     if resume:
         run_dir = find_run_dir(resume)
-        stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        base = normalise_config_dict(stored, source=str(run_dir / "config.yaml"))
+        # a torn or foreign config.yaml, or a lost train state, is refused before anything changes
+        base = normalise_config_dict(read_run_config(run_dir), source=str(run_dir / "config.yaml"))
         asked = {**(load_yaml_config(config_file) if config_file else {}), **cli}
-        changed = [k for k in ARCHITECTURE_FIELDS if k in asked and asked[k] != base.get(k)]
-        if changed:
-            raise ConfigError(
-                f"--resume {resume}: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
-                f"of an existing run (start a new run instead)"
-            )
+        check_resume_request(run_dir, resume, base, asked, ARCHITECTURE_FIELDS)
+        asked.pop("ckpt_out", None)  # the same folder (anything else was refused)
         merged = {**base, **asked, "resume": str(run_dir)}
         cfg = build_config(merged)
+        validate_settings(cfg)
+        check_state_present(run_dir)
         return ResolvedRun(cfg, run_dir, True, not (cfg.image_dir or cfg.data or cfg.train_list))
 
     from_yaml = load_yaml_config(config_file) if config_file else {}
@@ -84,11 +88,13 @@ def resolve_config(cli_given: dict[str, Any], config_file: str | None) -> Resolv
     merged = preset_settings(str(preset)) if preset else {}  # defaults < preset < YAML < flags
     merged.update(from_yaml)
     merged.update(cli)
+    complete_split_shares(merged)
     used_default = not (merged.get("image_dir") or merged.get("data") or merged.get("train_list"))
     if used_default:
         for k, v in DEFAULT_DATA_SETTINGS.items():
             merged.setdefault(k, v)
     cfg = build_config(merged)
+    validate_settings(cfg)  # every setting, before the dataset scan and before any write
     if cfg.ckpt_out:
         run_dir = Path(cfg.ckpt_out)
     else:

@@ -90,7 +90,7 @@ class YoloSource(DatasetSource):
         result = ReadResult({}, log)
         p = self.path
         if p.is_dir():
-            paths = find_images_in_dir(p)
+            paths = find_images_in_dir(p, log.issues)  # repeats through symlinks reported
             items = read_split_images(paths, rules, log, result,
                                           orphan_roots=all_subfolders(str(p)) + label_folders(paths))
         else:
