@@ -460,3 +460,18 @@ def test_label_collision_roboflow_leak_and_missing_count(tmp_path):
     train = [item("t/IMG_1_jpg.rf.aaa.jpg"), item("t/IMG_2_jpg.rf.bbb.jpg")]
     val = [item("v/IMG_1_jpg.rf.ccc.jpg"), item("v/IMG_3_jpg.rf.ddd.jpg")]
     assert roboflow_leaks(train, val) == ["v/IMG_1_jpg.rf.ccc.jpg"]
+
+
+def test_coco_polygon_without_bbox_and_crowd(tmp_path):
+    root = make_coco(tmp_path / "coco")
+    f = root / "annotations" / "instances_val2017.json"
+    data = json.loads(f.read_text())
+    e = next(im["id"] for im in data["images"] if im["file_name"] == "e.jpg")
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != e]
+    data["annotations"].append({"id": 50, "image_id": e, "category_id": 7, "iscrowd": 0,
+                                "segmentation": [[16, 4, 36, 4, 36, 28, 16, 28]]})  # = e's box, no bbox
+    data["annotations"].append({"id": 51, "image_id": e, "category_id": 7, "iscrowd": 1, "bbox": [0, 0, 5, 5]})
+    f.write_text(json.dumps(data))
+    _, _, ds = read(root)
+    assert canon(ds.splits["val"])["e"] == expected(["e"])["e"]
+    assert any("crowd region (iscrowd 1)" in i and "$.annotations[" in i for i in ds.issues)

@@ -11,7 +11,8 @@ one is the split its name says (``train``, ``val``/``valid``, ``test``).
 * Boxes: ``bbox`` = ``[x, y, w, h]`` pixels (top-left corner) -> normalised ``cx, cy, w, h``
   by the image's ``width``/``height`` (read from the file when the JSON lacks them). Boxes
   outside the image are clipped (reported); ``w <= 0``/``h <= 0`` and ``iscrowd: 1`` regions
-  are reported and not trained.
+  are reported and not trained. An annotation without ``bbox`` gets the box around its
+  polygon ``segmentation``.
 * Images are looked up below the first of: the JSON's folder, its ``images/``, the dataset
   root's ``<split>/``, ``images/<split>/``, ``images/`` and the root itself, that holds them.
 * Reported with ``file:$.json.path``: images whose file is missing, annotations whose image
@@ -217,6 +218,8 @@ class CocoSource(DatasetSource):
                 log.add(where, "crowd region (iscrowd 1), not one object", "not trained as a box")
                 continue
             bbox = a.get("bbox")
+            if bbox is None:
+                bbox = _polygon_box(a.get("segmentation"))
             if (not isinstance(bbox, list) or len(bbox) != 4
                     or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
                 log.add(f"{where}.bbox", f"bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}", "skipped")
@@ -253,6 +256,17 @@ class CocoSource(DatasetSource):
     def describe(self) -> str:
         files = ", ".join(os.path.relpath(f, self.root) for f, _, _ in self.files)
         return f"COCO instances JSON {self.root} ({files})"
+
+
+def _polygon_box(seg: Any) -> list[float] | None:
+    """``[x, y, w, h]`` around the polygon(s) of ``segmentation`` (an annotation without ``bbox``)."""
+    if not isinstance(seg, list) or not seg:
+        return None
+    pts = [v for poly in seg if isinstance(poly, list) for v in poly]
+    if len(pts) < 6 or not all(isinstance(v, (int, float)) for v in pts):
+        return None
+    xs, ys = pts[0::2], pts[1::2]
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
 def _positive(v: Any) -> bool:
