@@ -475,3 +475,12 @@ def test_coco_polygon_without_bbox_and_crowd(tmp_path):
     _, _, ds = read(root)
     assert canon(ds.splits["val"])["e"] == expected(["e"])["e"]
     assert any("crowd region (iscrowd 1)" in i and "$.annotations[" in i for i in ds.issues)
+
+
+def test_eval_items_warn_when_the_dataset_names_the_classes_differently(tmp_path):
+    root = make_yolo_folder(tmp_path / "y")
+    logged: list[str] = []
+    load_items(root, class_ids=[0, 1], model_names=["cat", "dog"], log=logged.append)
+    assert not any("warning: the model's classes" in m for m in logged)
+    load_items(root, class_ids=[0, 1], model_names=["dog", "cat"], log=logged.append)
+    assert any("warning: the model's classes are ['dog', 'cat']" in m and "['cat', 'dog']" in m for m in logged)

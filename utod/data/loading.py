@@ -287,11 +287,13 @@ def load_training_data(cfg, run_dir: str | os.PathLike, *, data: str | None = No
 
 def load_items(data: str | os.PathLike, *, class_ids: list[int] | None = None, split: str = "all",
                train_split: float = 0.8, val_split: float = 0.2, seed: int = 42, fmt: str | None = None,
-               log: Log = None, require_labels: bool = True,
-               check_images: bool = True) -> tuple[list[DatasetItem], LoadedDataset]:
+               log: Log = None, require_labels: bool = True, check_images: bool = True,
+               model_names: list[str] | None = None) -> tuple[list[DatasetItem], LoadedDataset]:
     """Items of one part of a dataset: ``all``, ``train``, ``val`` (the description's sets, else
     the trainer's ratio split with the same settings) or ``test``. ``class_ids``: the raw ids a
-    model was trained on (``None``: every class the description declares)."""
+    model was trained on (``None``: every class the description declares). ``model_names``: the
+    model's class names; when the dataset names those ids differently (another class order),
+    a warning says so (the mAP would compare the wrong classes)."""
     if split not in ("all", "train", "val", "test"):
         raise ConfigError(f"--split must be all, train, val or test, got '{split}'")
     source = open_source(data, fmt=fmt)
@@ -299,6 +301,14 @@ def load_items(data: str | os.PathLike, *, class_ids: list[int] | None = None, s
     ids = list(class_ids) if subset else list(range(source.num_classes or 0))
     spec = ClassSpec(ids, [(source.names or [])[i] if source.names and i < len(source.names) else f"class{i}"
                            for i in ids], subset=subset)
+    if model_names and source.names and class_ids is not None:
+        theirs = [source.names[i] if i < len(source.names) else f"class{i}" for i in class_ids]
+        if [n.lower() for n in theirs] != [n.lower() for n in model_names]:
+            import sys
+
+            (log or (lambda m: print(m, file=sys.stderr)))(
+                f"warning: the model's classes are {model_names} but {source.describe()} calls ids {class_ids} "
+                f"{theirs} ({source.names_origin}); results compare those ids as they are")
     ds = read_source(source, spec, log=log, require_labels=require_labels,
                      rules=LabelRules(max_class=source.num_classes, check_images=check_images))
     if split == "all":

@@ -83,6 +83,7 @@ def load_eval_items(image_dir: str, info: ModelInfo, *, split: str = "all", trai
     (same ratios and seed give the same images as ``utod train``)."""
     from utod.data.loading import load_items
 
-    items, _ = load_items(image_dir, class_ids=info.class_ids, split=split, train_split=train_split,
+    items, _ = load_items(image_dir, class_ids=info.class_ids, model_names=list(info.class_names or []) or None,
+                          split=split, train_split=train_split,
                           val_split=val_split, seed=seed, log=log)
     return items
