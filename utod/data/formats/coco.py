@@ -63,23 +63,25 @@ def load_json(path: Path) -> dict[str, Any]:
 
 
 def is_coco_json(path: Path) -> bool:
-    """Cheap check: a JSON whose first few KB mention both "images" and "annotations"."""
+    """Cheap check on the first 64 KB (a COCO file's first list may be megabytes long): COCO
+    images (``"images"`` with ``"file_name"``), annotations (``"bbox"``) or categories."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             head = f.read(1 << 16)
     except OSError:
         return False
-    return '"images"' in head or '"annotations"' in head or '"categories"' in head
+    return (('"images"' in head and '"file_name"' in head) or ('"annotations"' in head and '"bbox"' in head)
+            or ('"categories"' in head and '"supercategory"' in head))
 
 
 def json_files(folder: Path) -> list[Path]:
     """The COCO files of a dataset folder (see the module docstring)."""
     ann = folder / "annotations"
     if ann.is_dir():
-        hits = sorted(p for p in ann.glob("*.json") if is_coco_json(p))
-        inst = [p for p in hits if p.name.startswith("instances_")]
-        if inst or hits:
-            return inst or hits
+        inst = sorted(ann.glob("instances_*.json"))  # by name: the official and CVAT layouts
+        hits = inst or sorted(p for p in ann.glob("*.json") if is_coco_json(p))
+        if hits:
+            return hits
     rf = sorted(p for p in folder.glob(f"*/{ROBOFLOW_JSON}"))
     if rf:
         return rf
