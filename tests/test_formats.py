@@ -484,3 +484,19 @@ def test_eval_items_warn_when_the_dataset_names_the_classes_differently(tmp_path
     assert not any("warning: the model's classes" in m for m in logged)
     load_items(root, class_ids=[0, 1], model_names=["dog", "cat"], log=logged.append)
     assert any("warning: the model's classes are ['dog', 'cat']" in m and "['cat', 'dog']" in m for m in logged)
+
+
+def test_roboflow_coco_export_drops_the_root_category(tmp_path):
+    root = tmp_path / "rf"
+    for split, stems in (("train", TRAIN), ("valid", VAL)):
+        for s in stems:
+            write_jpg(root / split / f"{s}.jpg", list(BOXES).index(s))
+        data = coco_json(stems)
+        for c in data["categories"]:
+            c["supercategory"] = "pets"
+        data["categories"].insert(0, {"id": 0, "name": "pets", "supercategory": "none"})
+        (root / split / "_annotations.coco.json").write_text(json.dumps(data))
+    src, spec, ds = read(root)
+    assert src.layout == "coco" and spec.names == NAMES
+    assert canon(ds.splits["train"]) == expected(TRAIN) and canon(ds.splits["val"]) == expected(VAL)
+    assert any("Roboflow's root" in n for n in ds.result.notes)
