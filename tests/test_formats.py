@@ -500,3 +500,19 @@ def test_roboflow_coco_export_drops_the_root_category(tmp_path):
     assert src.layout == "coco" and spec.names == NAMES
     assert canon(ds.splits["train"]) == expected(TRAIN) and canon(ds.splits["val"]) == expected(VAL)
     assert any("Roboflow's root" in n for n in ds.result.notes)
+
+
+def test_declared_size_of_an_exif_rotated_jpeg_is_reported(tmp_path):
+    from PIL import Image  # a dependency of matplotlib
+
+    from utod.data.formats.exif import jpeg_size_orientation
+
+    root = make_voc(tmp_path / "voc")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees: the decoded image is H x W = 40 x 32
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(root / "JPEGImages" / "a.jpg", exif=exif.tobytes())
+    assert jpeg_size_orientation(str(root / "JPEGImages" / "a.jpg")) == (W, H, 6)
+    assert jpeg_size_orientation(str(root / "JPEGImages" / "b.jpg"))[:2] == (W, H)
+    _, _, ds = read(root)
+    hits = [i for i in ds.issues if "EXIF orientation 6" in i]
+    assert len(hits) == 1 and hits[0].startswith(f"{root / 'Annotations' / 'a.xml'}:size: declared size 40x32")

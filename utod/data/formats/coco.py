@@ -40,6 +40,7 @@ from utod.data.formats.base import (
     ReadResult,
     split_key,
 )
+from utod.data.formats.exif import frame_problem
 from utod.data.images import read_image_rgb, sniff_image
 from utod.errors import DataError
 
@@ -185,6 +186,10 @@ class CocoSource(DatasetSource):
                 log.image_skipped(f"{path}:1", problem)
                 continue
             w, h = im.get("width"), im.get("height")
+            if _positive(w) and _positive(h) and rules.check_images:
+                turned = frame_problem(str(path), w, h)
+                if turned:
+                    log.add(where, turned, "boxes used as declared (check them)")
             if not (_positive(w) and _positive(h)):
                 arr = read_image_rgb(str(path))
                 if arr is None:

@@ -35,6 +35,7 @@ from utod.data.formats.base import (
     LabelRules,
     ReadResult,
 )
+from utod.data.formats.exif import frame_problem
 from utod.data.images import IMAGE_EXTENSIONS, read_image_rgb, sniff_image
 from utod.errors import DataError
 
@@ -209,6 +210,10 @@ class VocSource(DatasetSource):
             log.image_skipped(f"{rec.image}:1", problem)
             return None
         size = rec.size
+        if size is not None and rules.check_images:
+            turned = frame_problem(rec.image, *size)
+            if turned:
+                log.add(f"{rec.xml}:size", turned, "boxes used as declared (check them)")
         if size is None:
             arr = read_image_rgb(rec.image)
             if arr is None:
