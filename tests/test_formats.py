@@ -516,3 +516,18 @@ def test_declared_size_of_an_exif_rotated_jpeg_is_reported(tmp_path):
     _, _, ds = read(root)
     hits = [i for i in ds.issues if "EXIF orientation 6" in i]
     assert len(hits) == 1 and hits[0].startswith(f"{root / 'Annotations' / 'a.xml'}:size: declared size 40x32")
+
+
+def test_uhd_lists_with_image_dir_and_one_list_for_both(tmp_path, monkeypatch):
+    """UHD's README: --image-dir obj_train_data --train-list train.txt --val-list train.txt --val-split 0.2."""
+    root = make_yolo_folder(tmp_path / "wb" / "obj_train_data")
+    (tmp_path / "wb" / "lists").mkdir()
+    lst = tmp_path / "wb" / "lists" / "train.txt"
+    lst.write_text("".join(f"somewhere/else/{s}.jpg\n" for s in BOXES))  # found by file name in --image-dir
+    monkeypatch.chdir(tmp_path)
+    td = load_training_data(_cfg(image_dir=str(root), train_list=str(lst), val_list=str(lst), train_split=0.6,
+                                 val_split=0.4), tmp_path / "run", log=None)
+    got = sorted(Path(i.image_path).stem for i in td.train + td.val)
+    assert got == sorted(BOXES) and len(td.val) == 2  # one list, ratio split: no image in both sets
+    assert not {i.image_path for i in td.train} & {i.image_path for i in td.val}
+    assert td.classes.names == NAMES  # obj.names of --image-dir

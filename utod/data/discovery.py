@@ -62,12 +62,14 @@ def _is_inside(ancestor: str, path: str) -> bool:
 
 
 def read_list_file(list_path: str | os.PathLike, *, extra_bases: Sequence[str | os.PathLike] = (),
-                   strip_prefixes: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+                   strip_prefixes: Sequence[str] = (),
+                   basename_dirs: Sequence[str | os.PathLike] = ()) -> tuple[list[str], list[str]]:
     """Image paths listed in ``list_path`` and ``path:line`` issues for entries not found.
 
     A relative entry is tried against the list file's folder, then each of ``extra_bases``
     (e.g. a data.yaml root), then the current directory; with ``strip_prefixes`` (CVAT's
-    ``data/``) the entry is also tried without that leading prefix."""
+    ``data/``) the entry is also tried without that leading prefix; finally its file name
+    alone in each of ``basename_dirs`` (UHD: ``--image-dir`` beside ``--train-list``)."""
     list_path = str(list_path)
     base = os.path.dirname(os.path.abspath(list_path))
     bases = [base, *(str(b) for b in extra_bases)]
@@ -88,6 +90,7 @@ def read_list_file(list_path: str | os.PathLike, *, extra_bases: Sequence[str | 
         else:
             forms = [entry] + [entry[len(p):] for p in strip_prefixes if entry.startswith(p)]
             candidates = [os.path.join(b, f) for f in forms for b in bases] + forms
+            candidates += [os.path.join(str(d), os.path.basename(entry)) for d in basename_dirs]
         hit = next((c for c in candidates if os.path.isfile(c)), None)
         if hit is None:
             issues.append(f"{list_path}:{lineno}: image '{entry}' not found — entry skipped")

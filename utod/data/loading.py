@@ -60,10 +60,8 @@ def open_source(data: str | os.PathLike | None, *, train_list: str | None = None
     ``data`` (any layout, auto-detected unless ``fmt`` names it)."""
     if val_list and not train_list:
         raise ConfigError("--val-list needs --train-list")
-    if train_list:
-        if data:
-            raise ConfigError("give either --train-list/--val-list or --data/--image-dir, not both")
-        return ListsSource(Path(train_list), Path(val_list) if val_list else None)
+    if train_list:  # --image-dir beside the lists: where list lines are found (as in UHD)
+        return ListsSource(Path(train_list), Path(val_list) if val_list else None, Path(data) if data else None)
     if not data:
         raise ConfigError("no dataset given: pass --data (or --image-dir)")
     return open_dataset(data, fmt)
@@ -137,7 +135,7 @@ def split_for_training(ds: LoadedDataset, train_split: float, val_split: float, 
     if "train" in splits and "val" in splits:
         train, val = splits["train"], splits["val"]
         how = f"the dataset's own train/val sets ({ds.source.describe()})"
-    elif "train" in splits and isinstance(ds.source, ListsSource):
+    elif "train" in splits and isinstance(ds.source, ListsSource) and "val" not in splits:
         train, val = splits["train"], []
         how = "--train-list (no --val-list: no validation)"
     elif "train" in splits:

@@ -110,29 +110,45 @@ class YoloSource(DatasetSource):
 
 
 class ListsSource(DatasetSource):
-    """UHD's fixed split: ``--train-list`` and optionally ``--val-list`` (image list files)."""
+    """UHD's fixed split: ``--train-list`` and optionally ``--val-list`` (image list files).
+
+    List lines are found as UHD finds them: relative to the list file, then ``image_dir``
+    (``--image-dir``/``--data`` given beside the lists), then its file name in ``image_dir``,
+    then the current directory. The two lists are the train and val sets as they are; when
+    both flags name the same file (as UHD's README does, with ``--val-split``), that one list
+    is split by the ratio split instead of validating on the training images."""
 
     layout = "lists"  # not a registered layout: chosen by the --train-list flag
-    expected_labels = EXPECTED
 
-    def __init__(self, train_list: Path, val_list: Path | None) -> None:
+    def __init__(self, train_list: Path, val_list: Path | None, image_dir: Path | None = None) -> None:
         for p, flag in ((train_list, "--train-list"), (val_list, "--val-list")):
             if p is not None and not p.is_file():
                 raise DataError(f"{flag} {p}: no such list file")
+        if image_dir is not None and not image_dir.is_dir():
+            raise DataError(f"--image-dir {image_dir} (beside --train-list) is not a folder")
         self.path = train_list
         self.val_list = val_list
+        self.image_dir = image_dir
+        self.same_list = val_list is not None and train_list.resolve() == val_list.resolve()
         self.names, self.names_origin = names_near(train_list.parent, parent_too=False)
+        if self.names is None and image_dir is not None:
+            self.names, self.names_origin = names_near(image_dir)
 
     def read(self, rules: LabelRules) -> ReadResult:
         log = IssueLog()
         result = ReadResult({}, log)
-        for key, lst in (("train", self.path), ("val", self.val_list)):
+        dirs = [self.image_dir] if self.image_dir is not None else []
+        lists = (("train", self.path),) if self.same_list else (("train", self.path), ("val", self.val_list))
+        for key, lst in lists:
             if lst is None:
                 continue
-            paths, missing = read_list_file(lst)
+            paths, missing = read_list_file(lst, extra_bases=dirs, basename_dirs=dirs)
             log.extend(missing)
             log.skipped_images += len(missing)
-            result.splits[key] = read_split_images(paths, rules, log, result)
+            result.splits[ALL if self.same_list else key] = read_split_images(paths, rules, log, result)
+        if self.same_list:
+            result.notes.append(f"--train-list and --val-list are the same file ({self.path}): it is split by "
+                                f"--train-split/--val-split, so no image validates that it trained on")
         return result
 
     def describe(self) -> str:
