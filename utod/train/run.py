@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from utod.atomic import check_writable_dir
+from utod.atomic import check_writable_dir, clean_stale_temps
 from utod.config import save_config
 from utod.errors import ConfigError, DataError
 from utod.runfolder import check_epochs_left, drop_undecodable, saved_split
@@ -135,6 +135,7 @@ def _run_training(resolved: ResolvedRun, lock: RunLock):
         check_epochs_left(run_dir, cfg.epochs)
     lock.acquire()  # creates the folder; a second `utod train` into it is refused here
     check_writable_dir(run_dir)
+    clean_stale_temps(run_dir, log=log)  # left by a run killed mid-write
     keep_split = None
     if resolved.resuming:  # the saved split is the truth on resume
         keep_split = saved_split(run_dir)
