@@ -24,6 +24,7 @@ import numpy as np
 from utod._keras import keras, tf
 from utod.config import TrainConfig
 from utod.errors import ConfigError
+from utod.faults import fault_point
 from utod.graph import GraphFunction
 from utod.infer.modelinfo import MAP_CONF_THRESH  # detections kept for COCO mAP (P/R use --conf-thresh)
 from utod.loss import LOSS_KEYS
@@ -257,7 +258,9 @@ class Trainer:
         return epoch, step
 
     def save_state(self) -> str:
-        return self.state_manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
+        path = self.state_manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
+        fault_point("state.saved")
+        return path
 
     def _install_signal_handlers(self):
         """Ctrl-C / SIGTERM: finish the current step, save the state, stop. A second Ctrl-C
@@ -468,8 +471,10 @@ class Trainer:
         self.epoch_var.assign(ep)
         self.step_in_epoch.assign(0)
         self.epoch_loss_sums.assign(tf.zeros_like(self.epoch_loss_sums))
-        self.save_state()
+        # the row first: a kill between the two leaves a row newer than the state, which the resume
+        # drops and redoes identically; the other order would lose the row for good
         self.results.append(row)
+        self.save_state()
         # Drawing costs ~1 s on 2 cores: redraw at most every 30 s, and after the last epoch.
         if ep == cfg.epochs or time.perf_counter() - self._last_plot > 30.0:
             self._last_plot = time.perf_counter()
