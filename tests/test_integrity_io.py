@@ -227,3 +227,63 @@ def test_killed_cache_build_is_not_reused_and_its_temp_is_cleaned(tmp_path, poin
     third = _py(code)
     assert "built_now False" in third.stdout
     assert third.stdout.split()[-1] == again.stdout.split()[-1]  # same pixels
+
+
+# ---------------------------------------------------------------- train-state discovery
+def _states(tmp_path):
+    from utod._keras import tf
+
+    run = tmp_path / "run"
+    v = tf.Variable([1.0, 2.0])
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ckpt = tf.train.Checkpoint(v=v, epoch=epoch)
+    manager = tf.train.CheckpointManager(ckpt, str(run / "train_state"), max_to_keep=3)
+    for n in (1, 2):
+        v.assign([float(n), float(n)])
+        epoch.assign(n)
+        manager.save(checkpoint_number=n)
+    v.assign([0.0, 0.0])
+    return run, ckpt, manager, v
+
+
+def test_truncated_newest_state_falls_back_to_the_older_one(tmp_path):
+    from utod.runfolder import epochs_done, restore_newest_intact
+
+    run, ckpt, manager, v = _states(tmp_path)
+    data = next((run / "train_state").glob("ckpt-2.data-*"))
+    data.write_bytes(data.read_bytes()[:5])
+    said: list[str] = []
+    got = restore_newest_intact(ckpt, run, manager.latest_checkpoint, log=said.append)
+    assert got.endswith("ckpt-1") and v.numpy().tolist() == [1.0, 1.0]
+    assert "ckpt-2" in said[0] and "cannot be read" in said[0]
+    assert epochs_done(run) == 1
+
+
+def test_lost_checkpoint_index_still_finds_the_states(tmp_path):
+    from utod.runfolder import restore_newest_intact, saved_states
+
+    run, ckpt, _, v = _states(tmp_path)
+    (run / "train_state" / "checkpoint").unlink()
+    assert [Path(p).name for p in saved_states(run)] == ["ckpt-2", "ckpt-1"]
+    got = restore_newest_intact(ckpt, run, None, log=None)
+    assert got.endswith("ckpt-2") and v.numpy().tolist() == [2.0, 2.0]
+
+
+def test_no_readable_state_is_refused(tmp_path):
+    from utod.errors import ConfigError
+    from utod.runfolder import restore_newest_intact
+
+    run, ckpt, manager, _ = _states(tmp_path)
+    for data in (run / "train_state").glob("ckpt-*.data-*"):
+        data.write_bytes(b"")
+    with pytest.raises(ConfigError, match="no train state reads back.*nothing was changed"):
+        restore_newest_intact(ckpt, run, manager.latest_checkpoint, log=None)
+
+
+def test_nonfinite_variables_are_named():
+    from utod._keras import tf
+    from utod.finite import finite_metrics, nonfinite_variables
+
+    ok, bad = tf.Variable([1.0], name="ok"), tf.Variable([np.inf], name="bad")
+    assert nonfinite_variables([ok, bad, tf.Variable(3, name="int")]) == ["bad:0"]
+    assert finite_metrics({"map50": 0.5, "epoch": 3}) and not finite_metrics({"val_loss": float("nan")})

@@ -307,3 +307,28 @@ def check_epochs_left(run_dir: Path, epochs: int) -> None:
                           f"than {done} to train more (nothing was changed)")
     raise ConfigError(f"--resume {run_dir}: --epochs {epochs} is below the {done} epochs already done; give "
                       f"--epochs greater than {done} to train more (nothing was changed)")
+
+
+def restore_newest_intact(checkpoint: Any, run_dir: Path, latest: str | None, log=print) -> str | None:
+    """Restore ``checkpoint`` (a ``tf.train.Checkpoint``) from the newest train state that reads
+    back whole: the index's latest first, then every other state on disk, newest first (a lost
+    ``checkpoint`` index file or a truncated newest state falls back to the older one). Returns
+    its prefix, ``None`` when there is no state; ConfigError when states exist but none reads
+    (nothing is changed then)."""
+    candidates = [latest] if latest else []
+    candidates += [p for p in saved_states(run_dir) if p != latest]
+    failed: list[str] = []
+    for prefix in candidates:
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as exc:  # noqa: BLE001 - a damaged or missing state: try the older one
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            failed.append(f"{Path(prefix).name} ({type(exc).__name__}: {first[:160]})")
+            continue
+        if failed and log is not None:
+            log(f"warning: train state {', '.join(failed)} cannot be read; resumed from the older {prefix}")
+        return prefix
+    if failed:
+        raise ConfigError(f"cannot resume {run_dir}: no train state reads back ({'; '.join(failed)}); nothing was "
+                          "changed")
+    return None
