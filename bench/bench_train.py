@@ -31,7 +31,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--xla", action="store_true")
     ap.add_argument("--no-aug", action="store_true", help="measure without augmentation")
-    ap.add_argument("--workers", type=int, default=None, help="data worker threads (default: all cores)")
+    ap.add_argument("--workers", type=int, default=None, help="data workers (default: all cores)")
+    ap.add_argument("--worker-mode", choices=("threads", "processes"), default="threads",
+                    help="data workers as threads or processes (docs/gpu.md)")
     args = ap.parse_args()
 
     from utod.train.run import run_training
@@ -51,6 +53,7 @@ def main() -> None:
             "utod_large_obj_depth": 2, "utod_large_obj_ch_scale": 1.25, "resize_mode": "opencv_inter_nearest",
             "ckpt_out": str(Path(tmp) / "run"), "cache_dir": str(Path(tmp) / "cache"), "use_xla": args.xla,
             "log_interval": 1000, "num_workers": args.workers, "no_aug": args.no_aug,
+            "worker_mode": args.worker_mode,
         }
         t0 = time.perf_counter()
         trainer = run_training(flags)
