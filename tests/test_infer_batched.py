@@ -100,3 +100,52 @@ def test_graph_function_falls_back_to_autograph_once():
     assert f(x).numpy().tolist() == [2.0, 4.0] and not f.autograph and f.traces == 1
     assert g(x).numpy().tolist() == [2.0, 4.0] and g.autograph
     assert g(-x).numpy().tolist() == [1.0, 2.0] and g.traces == 1
+
+
+def test_predict_video_in_batches_equals_frame_by_frame_and_reports_fps(model, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from utod.cli import cli
+    from utod.model.io import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.keras", model)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 80))
+    for i in range(7):
+        img = np.full((80, 96, 3), 30, np.uint8)
+        img[20:50, 5 + 6 * i:45 + 6 * i] = (40, 200, 220)
+        writer.write(img)
+    writer.release()
+    docs = []
+    for batch in ("3", "1"):  # 3: two full batches and a partial one
+        out = tmp_path / f"b{batch}"
+        res = CliRunner().invoke(cli, ["predict", str(ckpt), str(video), "--out", str(out), "--batch-size", batch,
+                                       "--conf-thresh", "0.0"])
+        assert res.exit_code == 0, res.output
+        assert "7 frames in" in res.output and "fps" in res.output
+        docs.append(json.loads((out / "detections.json").read_text())["images"])
+        cap = cv2.VideoCapture(str(out / "clip_pred.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
+        cap.release()
+    assert [r["frame"] for r in docs[0]] == list(range(7))
+    for a, b in zip(*docs):
+        assert [d["score"] for d in a["detections"]] == pytest.approx([d["score"] for d in b["detections"]], abs=1e-5)
+
+
+def test_eval_prints_its_throughput(model, tmp_path):
+    from click.testing import CliRunner
+
+    from utod.cli import cli
+    from utod.model.io import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.keras", model)
+    for i in range(5):
+        img = np.full((48, 48, 3), 40, np.uint8)
+        img[10:30, 10:30] = 220
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), img)
+        (tmp_path / f"im{i}.txt").write_text("0 0.42 0.42 0.42 0.42\n")
+    res = CliRunner().invoke(cli, ["eval", str(ckpt), "--image-dir", str(tmp_path), "--batch-size", "2"])
+    assert res.exit_code == 0, res.output
+    assert "5 images in" in res.output and "img/s after the first batch" in res.output
