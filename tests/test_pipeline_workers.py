@@ -59,3 +59,20 @@ def test_processes_give_the_thread_batches(items, tmp_path):
 def test_unknown_worker_mode_is_a_config_error(items, tmp_path):
     with pytest.raises(ConfigError, match="worker mode"):
         DetectionData(items, _cfg(tmp_path, "fibers"), training=True, log=None)
+
+
+def test_a_killed_worker_process_is_a_data_error(items, tmp_path):
+    import os
+    import signal
+
+    from utod.errors import DataError
+
+    data = DetectionData(items, _cfg(tmp_path, "processes"), training=True, log=None)
+    try:
+        next(data.numpy_batches(0))  # the pool is running
+        for pid in list(data._workers._executor._processes):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(DataError, match="data worker process stopped"):
+            list(data.numpy_batches(1))
+    finally:
+        data.close()

@@ -275,9 +275,9 @@ class DetectionData:
             for step in range(start_step, self.steps_per_epoch):
                 ahead.append(self._workers.submit(epoch, step, order))
                 if len(ahead) >= lookahead:
-                    yield ahead.popleft().result()
+                    yield self._workers.result(ahead.popleft())
             while ahead:
-                yield ahead.popleft().result()
+                yield self._workers.result(ahead.popleft())
         finally:  # an abandoned epoch (stop, error) does not leave batches being built
             for fut in ahead:
                 fut.cancel()

@@ -14,7 +14,9 @@ resumed run reproduces an uninterrupted one either way.
   ``aug_ops``. Batches come back pickled (a 64 x 64 x 64 float32 batch is 3 MB). No GIL is
   shared, so throughput scales with cores: the choice for a GPU that consumes more images
   per second than the GIL lets threads produce (docs/gpu.md). Starting the processes
-  costs about a second each (imports), once per run.
+  costs about a second each (imports), once per run. As with any ``spawn`` pool, a script
+  that starts training from Python must guard its entry point with
+  ``if __name__ == "__main__":`` (the ``utod`` command does).
 """
 
 from __future__ import annotations
@@ -77,6 +79,20 @@ class BatchWorkers:
         if self.mode == "threads":
             return self._pool().submit(self._make_batch, epoch, step, order)
         return self._pool().submit(_process_batch, epoch, step)
+
+    @staticmethod
+    def result(future: Future) -> dict[str, np.ndarray]:
+        """The batch of ``future``; a worker process that died (killed, out of memory) is a
+        ``DataError`` saying so instead of a bare ``BrokenProcessPool``."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            from utod.errors import DataError
+
+            raise DataError(f"a data worker process stopped unexpectedly ({exc}); it may have run out of memory "
+                            "— fewer --num-workers, or --worker-mode threads") from exc
 
     def close(self) -> None:
         if self._executor is not None:
