@@ -2,6 +2,9 @@
 
 Raw map (model output): float32 [B, Hg, Wg, A * D], NHWC, anchor-major, with per-anchor
 channels ``tx, ty, tw, th, obj, [quality], cls_0..cls_{C-1}`` (D = 5 + Q + C).
+
+Box geometry (format conversions, the IoU family) lives in :mod:`utod.sdk.boxes`; the
+conversions are re-exported here for the core's convenience.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from utod._keras import tf
+from utod.sdk.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+
+__all__ = ["RawParts", "channels_per_anchor", "split_raw", "grid_offsets", "decode_boxes", "cxcywh_to_xyxy",
+           "xyxy_to_cxcywh"]
 
 
 class RawParts(NamedTuple):
@@ -70,12 +77,3 @@ def decode_boxes(box_logits: tf.Tensor, anchors: tf.Tensor) -> tf.Tensor:
     bh = ah[None, :, None, None] * tf.nn.softplus(th)
     return tf.stack([cx, cy, bw, bh], axis=-1)
 
-
-def cxcywh_to_xyxy(boxes: tf.Tensor) -> tf.Tensor:
-    cx, cy, w, h = tf.unstack(boxes, axis=-1)
-    return tf.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-
-
-def xyxy_to_cxcywh(boxes: tf.Tensor) -> tf.Tensor:
-    x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
-    return tf.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)

@@ -17,6 +17,10 @@ from typing import NamedTuple
 from utod._keras import tf
 from utod.boxes import grid_offsets
 from utod.components import Assignment
+from utod.sdk import boxes
+
+SIMOTA_IOU_EPS = 1e-6
+"""The reference SimOTA's pairwise-IoU epsilon (the box losses use 1e-7)."""
 
 
 def _first_argmax(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
@@ -64,10 +68,7 @@ class LegacyAssigner:
         col = tf.cast(tf.floor(tf.clip_by_value(gt[..., 0] * wf, 0.0, wf - 0.001)), tf.int32)
         row = tf.cast(tf.floor(tf.clip_by_value(gt[..., 1] * hf, 0.0, hf - 0.001)), tf.int32)
 
-        gw, gh = gt[..., 2:3], gt[..., 3:4]  # [B, M, 1]
-        aw, ah = anchors[None, None, :, 0], anchors[None, None, :, 1]  # [1, 1, A]
-        inter = tf.minimum(aw, gw) * tf.minimum(ah, gh)
-        shape_iou = inter / (aw * ah + gw * gh - inter + 1e-7)  # [B, M, A]
+        shape_iou = boxes.shape_iou(anchors[None, None, :, :], gt[:, :, None, 2:4], eps=1e-7)  # [B, M, A]
         best_anchor = _first_argmax(shape_iou)  # [B, M]
 
         slot = best_anchor * height * width + row * width + col
@@ -101,19 +102,9 @@ class LegacyAssigner:
 
 
 def pairwise_iou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """IoU of broadcast cxcywh boxes ``[..., 4]`` with the SimOTA convention (docs/loss.md §2.2).
-
-    ``inter / (area_a + area_b - inter + 1e-6)``, overlap extents clamped at 0, areas not clamped.
-    """
-    ax1, ax2 = a[..., 0] - a[..., 2] / 2, a[..., 0] + a[..., 2] / 2
-    ay1, ay2 = a[..., 1] - a[..., 3] / 2, a[..., 1] + a[..., 3] / 2
-    bx1, bx2 = b[..., 0] - b[..., 2] / 2, b[..., 0] + b[..., 2] / 2
-    by1, by2 = b[..., 1] - b[..., 3] / 2, b[..., 1] + b[..., 3] / 2
-    inter = tf.maximum(tf.minimum(ax2, bx2) - tf.maximum(ax1, bx1), 0.0) * tf.maximum(
-        tf.minimum(ay2, by2) - tf.maximum(ay1, by1), 0.0
-    )
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return inter / (union + 1e-6)
+    """IoU of broadcast cxcywh boxes ``[..., 4]`` with the SimOTA convention (docs/loss.md §2.2):
+    ``utod.sdk.boxes.iou`` with ``eps = 1e-6``."""
+    return boxes.iou(a, b, eps=SIMOTA_IOU_EPS)
 
 
 def _finite(x: tf.Tensor, posinf: float) -> tf.Tensor:

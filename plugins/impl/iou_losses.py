@@ -4,41 +4,15 @@ Every class maps ``pred`` and ``target`` float32 ``[..., 4]`` (normalised cx, cy
 broadcast-compatible) to the similarity ``X`` of shape ``[...]``. The box loss is
 ``1 - X``; the quality / objectness target is ``clip(stop_gradient(X), 0, 1)``.
 
-All three use ``eps`` inside the union ``U = area_p + area_t - inter + eps`` and reuse that
+The maths is :mod:`utod.sdk.boxes` (shared with the assigners, NMS and plugins). All three
+use ``eps`` inside the union ``U = area_p + area_t - inter + eps`` and reuse that
 ``U`` in GIoU, exactly like the PyTorch reference (so identical boxes give 1 - O(eps/area)).
 """
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 from utod._keras import tf
-
-
-class _Geometry(NamedTuple):
-    iou: tf.Tensor  # [...] inter / U
-    union: tf.Tensor  # [...] U (eps included)
-    enclose_w: tf.Tensor  # [...] width of the smallest enclosing box (>= 0)
-    enclose_h: tf.Tensor  # [...] height of the smallest enclosing box (>= 0)
-
-
-def _geometry(pred: tf.Tensor, target: tf.Tensor, eps: float) -> _Geometry:
-    pcx, pcy, pw, ph = tf.unstack(pred, 4, axis=-1)
-    tcx, tcy, tw, th = tf.unstack(target, 4, axis=-1)
-    px1, px2 = pcx - pw / 2, pcx + pw / 2
-    py1, py2 = pcy - ph / 2, pcy + ph / 2
-    tx1, tx2 = tcx - tw / 2, tcx + tw / 2
-    ty1, ty2 = tcy - th / 2, tcy + th / 2
-    inter = tf.maximum(tf.minimum(px2, tx2) - tf.maximum(px1, tx1), 0.0) * tf.maximum(
-        tf.minimum(py2, ty2) - tf.maximum(py1, ty1), 0.0
-    )
-    area_p = tf.maximum(px2 - px1, 0.0) * tf.maximum(py2 - py1, 0.0)
-    area_t = tf.maximum(tx2 - tx1, 0.0) * tf.maximum(ty2 - ty1, 0.0)
-    union = area_p + area_t - inter + eps
-    enclose_w = tf.maximum(tf.maximum(px2, tx2) - tf.minimum(px1, tx1), 0.0)
-    enclose_h = tf.maximum(tf.maximum(py2, ty2) - tf.minimum(py1, ty1), 0.0)
-    return _Geometry(inter / union, union, enclose_w, enclose_h)
+from utod.sdk import boxes
 
 
 def _as_float(pred: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -53,7 +27,7 @@ class IoU:
 
     def __call__(self, pred: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         pred, target = _as_float(pred, target)
-        return _geometry(pred, target, self.eps).iou
+        return boxes.iou(pred, target, eps=self.eps)
 
 
 class GIoU:
@@ -64,9 +38,7 @@ class GIoU:
 
     def __call__(self, pred: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         pred, target = _as_float(pred, target)
-        g = _geometry(pred, target, self.eps)
-        enclose = g.enclose_w * g.enclose_h + self.eps
-        return g.iou - (enclose - g.union) / enclose
+        return boxes.giou(pred, target, eps=self.eps)
 
 
 class CIoU:
@@ -83,12 +55,4 @@ class CIoU:
 
     def __call__(self, pred: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         pred, target = _as_float(pred, target)
-        eps = self.eps
-        g = _geometry(pred, target, eps)
-        pcx, pcy, pw, ph = tf.unstack(pred, 4, axis=-1)
-        tcx, tcy, tw, th = tf.unstack(target, 4, axis=-1)
-        rho2 = tf.square(pcx - tcx) + tf.square(pcy - tcy)
-        c2 = tf.maximum(tf.square(g.enclose_w) + tf.square(g.enclose_h), eps)
-        v = (4.0 / math.pi**2) * tf.square(tf.atan(pw / (ph + eps)) - tf.atan(tw / (th + eps)))
-        alpha = tf.stop_gradient(v / (1.0 - g.iou + v + eps))
-        return g.iou - rho2 / c2 - alpha * v
+        return boxes.ciou(pred, target, eps=self.eps)

@@ -17,6 +17,7 @@ from typing import Any
 
 from utod._keras import keras, tf
 from utod.boxes import RawParts, cxcywh_to_xyxy, decode_boxes, split_raw, xyxy_to_cxcywh
+from utod.sdk import boxes as box_ops
 
 SCORE_MODES = ("obj_quality_cls", "quality_cls", "obj_cls")
 CLASSLESS_SCORE_MODES = {"obj_quality_cls": "obj_quality", "quality_cls": "quality", "obj_cls": "obj"}
@@ -80,16 +81,13 @@ def decode_predictions(raw, anchors_eff, num_anchors: int, num_classes: int, has
     return tf.reshape(boxes, [b, -1, 4]), tf.reshape(scores, [b, -1, scores.shape[-1]])
 
 
+NMS_IOU_EPS = 1e-12
+"""Keeps NMS's IoU finite for two zero-size boxes; negligible otherwise."""
+
+
 def pairwise_iou(a, b) -> tf.Tensor:
-    """IoU of xyxy boxes a [B, K, 4] and b [B, M, 4] -> [B, K, M]."""
-    a = tf.expand_dims(a, 2)
-    b = tf.expand_dims(b, 1)
-    iw = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
-    ih = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / tf.maximum(area_a + area_b - inter, 1e-12)
+    """IoU of xyxy boxes a [B, K, 4] and b [B, M, 4] -> [B, K, M] (``utod.sdk.boxes``)."""
+    return box_ops.pairwise_iou(a, b, eps=NMS_IOU_EPS, fmt="xyxy")
 
 
 def greedy_nms_mask(boxes_xyxy, scores, classes, valid, iou_thresh: float) -> tf.Tensor:

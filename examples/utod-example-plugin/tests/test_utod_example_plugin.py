@@ -15,7 +15,7 @@ import pytest
 import utod_example_plugin
 from utod_example_plugin import plugin
 
-from utod.components import Assignment, Sample
+from utod.sdk import Assignment, Sample
 from utod.registry import build_registry
 
 

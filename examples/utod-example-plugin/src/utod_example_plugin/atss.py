@@ -14,6 +14,8 @@ Adaptive Training Sample Selection (Zhang et al., 2020), adapted to one feature 
    would otherwise get no positive);
 5. a location claimed by several GTs goes to the GT with the highest prior IoU.
 
+Box maths (prior IoUs, cell centres) comes from utod's SDK, :mod:`utod.sdk.boxes`.
+
 The assignment depends on the GT boxes and anchors only (not on the predictions), except
 with ``iou_cls_target=True`` on a head without quality branch: the class target is then the
 (no-gradient) IoU of the prediction with its assigned box instead of 1.
@@ -22,21 +24,8 @@ with ``iou_cls_target=True`` on a head without quality branch: the class target 
 from __future__ import annotations
 
 from utod._keras import tf
-from utod.boxes import grid_offsets
-from utod.components import Assignment
-
-
-def _aligned_iou(a: tf.Tensor, b: tf.Tensor, eps: float = 1e-7) -> tf.Tensor:
-    """IoU of aligned cxcywh boxes ``[..., 4]`` -> ``[...]``."""
-    ax1, ax2 = a[..., 0] - a[..., 2] / 2, a[..., 0] + a[..., 2] / 2
-    ay1, ay2 = a[..., 1] - a[..., 3] / 2, a[..., 1] + a[..., 3] / 2
-    bx1, bx2 = b[..., 0] - b[..., 2] / 2, b[..., 0] + b[..., 2] / 2
-    by1, by2 = b[..., 1] - b[..., 3] / 2, b[..., 1] + b[..., 3] / 2
-    inter = tf.maximum(tf.minimum(ax2, bx2) - tf.maximum(ax1, bx1), 0.0) * \
-        tf.maximum(tf.minimum(ay2, by2) - tf.maximum(ay1, by1), 0.0)
-    union = tf.maximum(a[..., 2], 0.0) * tf.maximum(a[..., 3], 0.0) + \
-        tf.maximum(b[..., 2], 0.0) * tf.maximum(b[..., 3], 0.0) - inter
-    return inter / (union + eps)
+from utod.sdk import Assignment
+from utod.sdk import boxes as box_ops
 
 
 class ATSSAssigner:
@@ -64,9 +53,9 @@ class ATSSAssigner:
         gt_labels = tf.concat([tf.cast(gt_labels, tf.int32), -tf.ones([b, 1], tf.int32)], axis=1)
         valid = tf.concat([tf.cast(gt_mask, tf.bool), tf.zeros([b, 1], tf.bool)], axis=1)  # [B, M]
 
-        gx, gy = grid_offsets(h, w)
-        cell_x = tf.reshape((gx + 0.5) / tf.cast(w, tf.float32), [1, 1, 1, -1])  # [1, 1, 1, HW]
-        cell_y = tf.reshape((gy + 0.5) / tf.cast(h, tf.float32), [1, 1, 1, -1])
+        centre_x, centre_y = box_ops.cell_centres(h, w)
+        cell_x = tf.reshape(centre_x, [1, 1, 1, -1])  # [1, 1, 1, HW]
+        cell_y = tf.reshape(centre_y, [1, 1, 1, -1])
         g = gt_boxes[:, :, None, None, :]  # [B, M, 1, 1, 4]
         gcx, gcy, gw, gh = g[..., 0], g[..., 1], g[..., 2], g[..., 3]  # [B, M, 1, 1]
 
@@ -79,11 +68,12 @@ class ATSSAssigner:
 
         # 2. IoU of every prior (cell centre, anchor size) with every GT.
         anchors = tf.cast(anchors, tf.float32)
-        aw = tf.reshape(anchors[:, 0], [1, 1, -1, 1])
-        ah = tf.reshape(anchors[:, 1], [1, 1, -1, 1])
-        inter = tf.maximum(tf.minimum(cell_x + aw / 2, gcx + gw / 2) - tf.maximum(cell_x - aw / 2, gcx - gw / 2), 0.0) \
-            * tf.maximum(tf.minimum(cell_y + ah / 2, gcy + gh / 2) - tf.maximum(cell_y - ah / 2, gcy - gh / 2), 0.0)
-        iou = inter / (aw * ah + gw * gh - inter + 1e-7)  # [B, M, A, HW]
+        n_anchor = tf.shape(anchors)[0]
+        centres = tf.stack([tf.reshape(centre_x, [-1]), tf.reshape(centre_y, [-1])], axis=-1)  # [HW, 2]
+        grid = tf.stack([n_anchor, hw, 2])
+        priors = tf.concat([tf.broadcast_to(centres[None], grid), tf.broadcast_to(anchors[:, None, :], grid)],
+                           axis=-1)[None, None]  # [1, 1, A, HW, 4] cxcywh
+        iou = box_ops.iou(priors, g, eps=1e-7)  # [B, M, A, HW]
         cand = tf.broadcast_to(cand, tf.shape(iou))
         cand_f = tf.cast(cand, tf.float32)
         n_cand = tf.maximum(tf.reduce_sum(cand_f, axis=[2, 3], keepdims=True), 1.0)
@@ -115,7 +105,7 @@ class ATSSAssigner:
         box_targets = tf.reshape(box_targets, tf.concat([out_shape, [4]], 0))
         cls_targets = tf.reshape(cls_targets, tf.concat([out_shape, [num_classes]], 0))
         if self.iou_cls_target and not has_quality and num_classes > 0:
-            quality = tf.clip_by_value(_aligned_iou(pred_boxes, box_targets), 0.0, 1.0)
+            quality = tf.clip_by_value(box_ops.iou(pred_boxes, box_targets, eps=1e-7), 0.0, 1.0)
             cls_targets = cls_targets * quality[..., None]
         return Assignment(tf.stop_gradient(pos_mask), tf.stop_gradient(box_targets),
                           tf.stop_gradient(cls_targets))

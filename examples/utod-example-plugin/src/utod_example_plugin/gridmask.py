@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from utod.components import Sample
+from utod.sdk import Sample
 
 
 class GridMask:
