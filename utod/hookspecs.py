@@ -25,7 +25,8 @@ calls ``register`` once per component it provides::
 
 The object utod builds is ``factory(**options)`` (heads: ``factory(context, **options)``).
 What that object must provide is stated in each hook's docstring below. Tensor conventions
-used throughout:
+used throughout (the same contracts as ``typing.Protocol`` classes: ``utod.sdk``; a
+checker for them: ``utod.sdk.testing``):
 
 * images: NHWC float32 in [0, 1], RGB.
 * boxes: normalised ``(cx, cy, w, h)`` relative to the network input, float32.
@@ -151,6 +152,8 @@ def register_resize_backends(register):
     backend chosen for training is stored in the checkpoint and used again by predict,
     eval and export preprocessing, so training and deployment see the same pixels.
     Images are stretched (no letterbox); normalised boxes are unchanged by resizing.
+    The data pipeline calls it from worker threads, several images at once: it must be
+    thread-safe (no mutable state on the object) and must not modify its input.
     """
 
 
@@ -170,6 +173,10 @@ def register_augmentations(register):
     * ``rng`` -- ``numpy.random.Generator``; draw every random number from it.
     * ``pool`` -- for multi-image transforms, an object whose ``draw(rng)`` returns another
       un-augmented Sample of the same size; ``None`` when no partner source exists.
+
+    The pipeline calls one transform object from several worker threads at once: it must be
+    thread-safe (``self`` read-only after ``__init__``, random numbers only from ``rng``) and
+    must not write into the input arrays (they may be shared with the image cache).
 
     Class attributes the pipeline reads (all optional):
 

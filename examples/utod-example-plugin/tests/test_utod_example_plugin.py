@@ -15,8 +15,8 @@ import pytest
 import utod_example_plugin
 from utod_example_plugin import plugin
 
-from utod.sdk import Assignment, Sample
 from utod.registry import build_registry
+from utod.sdk import Assignment, Sample
 
 
 @pytest.fixture(scope="module")
