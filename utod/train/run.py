@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,17 @@ import numpy as np
 
 from utod.atomic import check_writable_dir, clean_stale_temps
 from utod.config import save_config
-from utod.errors import ConfigError, DataError
+from utod.errors import DataError
 from utod.runfolder import check_epochs_left, drop_undecodable, saved_split
 from utod.runlock import RunLock
 from utod.seed_compat import assigner_options_from_flags, head_name
+from utod.train.distribution import (
+    configure_devices,
+    make_strategy,
+    release_write_dir,
+    worker_role,
+    write_dir_for,
+)
 from utod.train.setup import (
     ResolvedRun,
     check_new_run_dir,
@@ -27,33 +33,6 @@ from utod.train.setup import (
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _configure_devices(strategy: str) -> None:
-    """Before TensorFlow starts its runtime: split the CPU into logical devices when asked
-    (``UTOD_CPU_REPLICAS=N`` with ``--strategy mirrored`` on a machine without GPUs)."""
-    from utod._keras import tf
-
-    n = int(os.environ.get("UTOD_CPU_REPLICAS", "0") or 0)
-    if strategy == "mirrored" and n > 1 and not tf.config.list_physical_devices("GPU"):
-        cpus = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
-        )
-
-
-def make_strategy(name: str):
-    from utod._keras import tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"unknown strategy '{name}'")
 
 
 def _resolve_anchors(cfg, train_items, class_ids, run_dir: Path | None = None) -> tuple[list[list[float]] | None, str]:
@@ -89,17 +68,25 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None):
     (``trainer.last_metrics`` holds the final validation metrics). The run folder is locked
     (:class:`utod.runlock.RunLock`) from its first write to the end."""
     resolved: ResolvedRun = resolve_config(cli_given, config_file)  # every setting validated here
-    lock = RunLock(resolved.run_dir, log=log)
+    # only the chief writes the run folder; other workers of a multi-worker run write to their own
+    role = worker_role(resolved.cfg.strategy)
+    write_dir = write_dir_for(resolved.run_dir, role, resolved.resuming)
+    if not role.is_chief:
+        log(f"Worker {role.task_type}:{role.task_id} of {role.num_workers}: the chief writes the run folder "
+            f"{resolved.run_dir}; this worker writes to {write_dir}")
+    lock = RunLock(write_dir, log=log)
     try:
-        return _run_training(resolved, lock)
+        return _run_training(resolved, lock, write_dir, role.is_chief)
     finally:
         lock.release()
+        release_write_dir(write_dir, resolved.run_dir)
 
 
-def _run_training(resolved: ResolvedRun, lock: RunLock):
+def _run_training(resolved: ResolvedRun, lock: RunLock, run_dir: Path, is_chief: bool):
     cfg = resolved.cfg
-    run_dir = resolved.run_dir
-    _configure_devices(cfg.strategy)
+    # the strategy first: logical devices and collective ops are fixed when TensorFlow starts
+    configure_devices(cfg.strategy)
+    strategy = make_strategy(cfg.strategy)
     from utod._keras import keras
     from utod.data.augment import build_augmenter, load_aug_config
     from utod.data.model_input import input_channels
@@ -130,7 +117,8 @@ def _run_training(resolved: ResolvedRun, lock: RunLock):
         validate_options(registry.get(kind, name), opts)
 
     if not resolved.resuming:
-        check_new_run_dir(run_dir)
+        if is_chief:
+            check_new_run_dir(run_dir)
     else:
         check_epochs_left(run_dir, cfg.epochs)
     lock.acquire()  # creates the folder; a second `utod train` into it is refused here
@@ -196,7 +184,7 @@ def _run_training(resolved: ResolvedRun, lock: RunLock):
         trainer = Trainer(
             cfg=cfg, run_dir=run_dir, registry=registry, model_cfg=model_cfg, train_items=all_train,
             val_items=all_val if val_items else [], aug_ops=aug_ops, loss_opts=loss_opts, plugins=used,
-            strategy=make_strategy(cfg.strategy), resuming=resolved.resuming, log=log,
+            strategy=strategy, resuming=resolved.resuming, log=log,
         )
         trainer.fit()
     finally:
