@@ -148,6 +148,22 @@ class Augmentation(Protocol):
     def __call__(self, sample: Sample, rng: np.random.Generator, pool: PartnerPool | None) -> Sample: ...
 
 
+@runtime_checkable
+class DatasetFormat(Protocol):
+    """A ``dataset_format``: a layout reader built as ``factory()`` (see
+    ``utod.data.formats.base.DatasetLayout``): ``detect(path) -> bool`` must be cheap and
+    never raise for a file or folder in another layout; ``open(path)`` returns the source."""
+
+    name: str
+    title: str
+    markers: str
+    priority: int
+
+    def detect(self, path: Any) -> bool: ...
+
+    def open(self, path: Any) -> Any: ...
+
+
 PROTOCOL_FOR_KIND: dict[str, type] = {
     "assigner": Assigner,
     "iou_loss": BoxSimilarity,
@@ -155,5 +171,6 @@ PROTOCOL_FOR_KIND: dict[str, type] = {
     "head": Head,
     "resize": ResizeBackend,
     "augmentation": Augmentation,
+    "dataset_format": DatasetFormat,
 }
 """Kind -> the Protocol its built objects satisfy."""

@@ -9,7 +9,8 @@ when they do not).
   :class:`Assignment`;
 * the contract each kind satisfies (``typing.Protocol``): :class:`Assigner`,
   :class:`BoxSimilarity` (``iou_loss``), :class:`ClsLoss`, :class:`Head`,
-  :class:`ResizeBackend`, :class:`Augmentation`, :class:`PartnerPool`;
+  :class:`ResizeBackend`, :class:`Augmentation`, :class:`PartnerPool`,
+  :class:`DatasetFormat`;
   :data:`PROTOCOL_FOR_KIND` maps kind -> Protocol.
 
 Submodules, imported on demand:
@@ -35,6 +36,7 @@ from utod.components import (
     Augmentation,
     BoxSimilarity,
     ClsLoss,
+    DatasetFormat,
     Head,
     HeadContext,
     PartnerPool,
@@ -61,4 +63,5 @@ __all__ = [
     "ResizeBackend",
     "Augmentation",
     "PartnerPool",
+    "DatasetFormat",
 ]

@@ -35,6 +35,8 @@ checked, per kind (the hooks in ``utod.hookspecs`` state the contracts):
 * ``resize``: uint8 ``[H, W, 3]`` out for up- and down-scaling and non-square sizes, input
   unchanged, deterministic, and **thread-safe**: many threads at once give the results of
   one thread;
+* ``dataset_format``: declares ``name``, ``title``, ``markers``, ``priority``; ``detect()``
+  returns a bool and never raises (an empty folder, a binary file, a missing path);
 * ``augmentation``: a ``Sample`` with a float32 ``[H, W, 3]`` image in [0, 1], float32 ``[N, 4]``
   finite boxes with ``w, h >= 0`` and int32 ``[N]`` labels; input arrays unchanged; works
   with ``pool=None``; the same ``rng`` seed gives the same result (every random number
@@ -326,6 +328,30 @@ def check_augmentation(transform: Any, label: str = "augmentation") -> None:
              "is not thread-safe: samples augmented by worker threads differ from one thread's")
 
 
+def check_dataset_format(layout: Any, label: str = "dataset_format") -> None:
+    """See the module docstring. ``layout`` is the built object."""
+    import tempfile
+    from pathlib import Path
+
+    for attr, kind in (("name", str), ("title", str), ("markers", str), ("priority", int)):
+        _require(isinstance(getattr(layout, attr, None), kind), label, f"must declare {attr} ({kind.__name__})")
+    _require(callable(getattr(layout, "detect", None)) and callable(getattr(layout, "open", None)), label,
+             "must provide detect(path) and open(path)")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        stray = root / "notes.bin"
+        stray.write_bytes(bytes(range(256)))
+        empty = root / "empty"
+        empty.mkdir()
+        for path in (empty, stray, root / "missing"):
+            try:
+                found = layout.detect(path)
+            except Exception as exc:
+                raise ContractError(f"{label}: detect({path.name}) must not raise, got {type(exc).__name__}: {exc}") \
+                    from None
+            _require(isinstance(found, bool), label, f"detect() must return a bool, got {type(found).__name__}")
+
+
 # ---------------------------------------------------------------------------- by registry
 @dataclass
 class ContractResult:
@@ -373,6 +399,7 @@ CHECKS: dict[str, Callable[[Any, str], None]] = {
     "cls_loss": check_cls_loss,
     "resize": check_resize,
     "augmentation": check_augmentation,
+    "dataset_format": check_dataset_format,
 }
 
 
