@@ -64,3 +64,29 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8 -> float32 in [0, 1]."""
     return image.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray, fmt: str = "cxcywh") -> np.ndarray:
+    """IoU matrix ``[len(a), len(b)]`` of boxes ``[N, 4]`` in ``fmt``: ``cxcywh``, ``xyxy`` or
+    ``xywh`` (top-left corner + size, COCO's). As in COCO: no eps, a zero union gives 0.
+    Computed in the inputs' float dtype (float64 for lists)."""
+    a = np.asarray(a, dtype=np.result_type(np.asarray(a).dtype, np.float32)).reshape(-1, 4)
+    b = np.asarray(b, dtype=a.dtype).reshape(-1, 4)
+    if fmt == "cxcywh":
+        a1, a2 = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
+        b1, b2 = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
+        area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+    elif fmt == "xywh":
+        a1, a2 = a[:, :2], a[:, :2] + a[:, 2:]
+        b1, b2 = b[:, :2], b[:, :2] + b[:, 2:]
+        area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+    elif fmt == "xyxy":
+        a1, a2, b1, b2 = a[:, :2], a[:, 2:], b[:, :2], b[:, 2:]
+        area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+        area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    else:
+        raise ValueError(f"unknown box format '{fmt}'; use cxcywh, xyxy or xywh")
+    wh = np.clip(np.minimum(a2[:, None], b2[None]) - np.maximum(a1[:, None], b1[None]), 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utod.data.boxes_np import pairwise_iou
+
 GroundTruth = tuple[np.ndarray, np.ndarray]
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -30,13 +32,7 @@ def box_iou(a, b, img_size: tuple[int, int] = (1, 1)) -> np.ndarray:
     a, b = _boxes(a), _boxes(b)
     h, w = img_size
     scale = np.array([w, h, w, h], np.float64)
-    a, b = a * scale, b * scale
-    a1, a2 = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
-    b1, b2 = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
-    wh = np.clip(np.minimum(a2[:, None], b2[None]) - np.maximum(a1[:, None], b1[None]), 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    return pairwise_iou(a * scale, b * scale, "cxcywh")
 
 
 def match_image(gt: GroundTruth, dets: Detections, *, iou_thresh: float = 0.5,

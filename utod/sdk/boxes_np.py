@@ -16,6 +16,7 @@ from utod.data.boxes_np import (
     clip_xyxy,
     cxcywh_to_xyxy,
     filter_min_area,
+    pairwise_iou,
     to_float,
     to_uint8,
     xyxy_to_cxcywh,
@@ -29,6 +30,7 @@ __all__ = [
     "clip_xyxy",
     "clip_and_filter",
     "filter_min_area",
+    "pairwise_iou",
     "to_uint8",
     "to_float",
 ]
