@@ -112,7 +112,8 @@ class DetectionData:
     """Items + cache + augmentation -> batches. See the module docstring."""
 
     def __init__(self, items: Sequence[DatasetItem], cfg: PipelineConfig, registry: Registry | None = None, *,
-                 training: bool, log: Callable[[str], None] | None = print) -> None:
+                 training: bool, log: Callable[[str], None] | None = print,
+                 augmenter: Augmenter | None = None) -> None:
         if cfg.batch_size < 1 or cfg.max_boxes < 1:
             raise ConfigError(f"batch_size and max_boxes must be >= 1, got {cfg.batch_size} and {cfg.max_boxes}")
         if not items:
@@ -135,8 +136,10 @@ class DetectionData:
         self.dropped: list[str] = list(self.cache.errors)
         if not self.items:
             raise DataError("none of the images could be decoded: " + "; ".join(self.dropped[:3]))
-        self.augmenter: Augmenter | None = (build_augmenter(reg, cfg.aug_ops)
-                                            if training and cfg.aug_ops else None)
+        # ``augmenter``: one already built from cfg.aug_ops (the trainer builds each component once)
+        if augmenter is None and training and cfg.aug_ops:
+            augmenter = build_augmenter(reg, cfg.aug_ops)
+        self.augmenter: Augmenter | None = augmenter if training else None
         self.pool = SamplePool(self)
         self._lut = self._class_lut(cfg.class_ids)
         self.num_workers = cfg.num_workers or default_workers()

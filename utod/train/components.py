@@ -1,0 +1,143 @@
+"""Step 2 of a training run: build every component of the :class:`~utod.train.plan.TrainPlan`
+once — the input pipelines (with the augmenter), the model (and its EMA copy), the
+optimiser and its schedule, the loss (assigner + IoU loss + cls loss), the teacher and
+distillation loss, and the resumable :class:`~utod.train.state.TrainState`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from utod._keras import keras
+from utod.train.ema import EMA
+from utod.train.plan import TrainPlan
+from utod.train.schedule import WarmupCosine
+from utod.train.state import TrainState
+
+
+@dataclass
+class Components:
+    """The built run. ``eval_model`` is the model evaluated and saved (a separate copy that
+    receives the EMA weights with ``--use-ema``, else ``model`` itself)."""
+
+    strategy: Any
+    train_data: Any  # utod.data.pipeline.DetectionData
+    val_data: Any | None
+    model: Any
+    eval_model: Any
+    ema: EMA | None
+    schedule: WarmupCosine
+    optimizer: Any
+    loss_fn: Any  # utod.loss.DetectionLoss
+    teacher: Any | None
+    distill: Any | None
+    state: TrainState
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(self.train_data.steps_per_epoch)  # >= 1 (small sets are repeated)
+
+    def trainable_variables(self) -> list:
+        """Model + distillation adapter variables, in the order the optimiser was built for."""
+        vs = list(self.model.trainable_variables)
+        if self.distill is not None:
+            vs += list(getattr(self.distill, "trainable_variables", []) or [])
+        return vs
+
+    def sync_eval_model(self) -> None:
+        """Put the weights to evaluate/save into ``eval_model`` (the EMA shadow, if any)."""
+        if self.ema is not None:
+            self.ema.copy_to(self.eval_model)
+
+    def close(self) -> None:
+        """Stop the data worker threads."""
+        self.train_data.close()
+        if self.val_data is not None:
+            self.val_data.close()
+
+
+def _pipelines(plan: TrainPlan, registry):
+    from utod.data.augment import build_augmenter
+    from utod.data.pipeline import DetectionData, PipelineConfig
+
+    cfg, mcfg = plan.cfg, plan.model_cfg
+    kw = dict(img_size=tuple(mcfg.img_size), batch_size=cfg.batch_size, max_boxes=cfg.max_boxes,
+              resize_mode=cfg.resize_mode, class_ids=list(mcfg.class_ids), seed=cfg.seed,
+              cache_dir=cfg.cache_dir, num_workers=cfg.num_workers)
+    augmenter = build_augmenter(registry, plan.aug_ops) if plan.aug_ops else None
+    train = DetectionData(plan.train_items, PipelineConfig(aug_ops=plan.aug_ops, **kw), registry, training=True,
+                          augmenter=augmenter)
+    val = (DetectionData(plan.val_items, PipelineConfig(aug_ops=None, **kw), registry, training=False)
+           if plan.val_items else None)
+    return train, val
+
+
+def _optimizer(cfg, steps_per_epoch: int):
+    total_steps = steps_per_epoch * cfg.epochs
+    schedule = WarmupCosine(cfg.lr, total_steps, int(round(cfg.warmup_epochs * steps_per_epoch)),
+                            cfg.min_lr_ratio, cosine=cfg.lr_schedule == "cosine")
+    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay, epsilon=1e-8)
+    if cfg.use_amp:
+        opt = keras.mixed_precision.LossScaleOptimizer(opt)
+    return schedule, opt
+
+
+def _loss(plan: TrainPlan, registry, model):
+    from utod.loss import LossWeights, build_loss
+
+    cfg = plan.cfg
+    return build_loss(
+        registry, assigner=plan.assigner.name, assigner_options=plan.assigner.options,
+        iou_loss=plan.iou_loss.name, iou_options=plan.iou_loss.options, cls_loss=plan.cls_loss.name,
+        cls_options=plan.cls_loss.options, num_anchors=model.num_anchors, num_classes=model.num_classes,
+        has_quality=model.has_quality,
+        weights=LossWeights(box=cfg.loss_weight_box, obj=cfg.loss_weight_obj, cls=cfg.loss_weight_cls,
+                            quality=cfg.loss_weight_quality),
+        obj_loss=cfg.obj_loss, obj_target=cfg.obj_target,
+    )
+
+
+def _distillation(plan: TrainPlan, registry, model, log):
+    """(teacher, DistillLoss) when distillation is on, else (None, None). Call under the scope."""
+    cfg = plan.cfg
+    if not (cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0)):
+        return None, None
+    from utod.distill import DistillLoss, check_teacher_compatible
+    from utod.model.io import load_checkpoint
+
+    teacher, _ = load_checkpoint(cfg.teacher_ckpt, registry)
+    teacher.trainable = False
+    check_teacher_compatible(model, teacher)
+    distill = DistillLoss(cfg.distill_weight, cfg.feature_distill_weight,
+                          student_channels=4 * plan.model_cfg.cnn_width,
+                          teacher_channels=4 * teacher.config.cnn_width)
+    log(f"Distilling from {cfg.teacher_ckpt} (logit weight {cfg.distill_weight}, "
+        f"feature weight {cfg.feature_distill_weight})")
+    return teacher, distill
+
+
+def build_components(plan: TrainPlan, registry, strategy, log: Callable[[str], None] = print) -> Components:
+    """Build everything the plan names, each exactly once (see the module docstring)."""
+    from utod.model.detector import build_model
+
+    cfg = plan.cfg
+    keras.utils.set_random_seed(cfg.seed)
+    train_data, val_data = _pipelines(plan, registry)
+    with strategy.scope():
+        model = build_model(plan.model_cfg, registry)
+        eval_model = build_model(plan.model_cfg, registry) if cfg.use_ema else model
+        ema = EMA(model, cfg.ema_decay) if cfg.use_ema else None
+        schedule, optimizer = _optimizer(cfg, int(train_data.steps_per_epoch))
+    loss_fn = _loss(plan, registry, model)
+    with strategy.scope():
+        teacher, distill = _distillation(plan, registry, model, log)
+    parts = Components(strategy=strategy, train_data=train_data, val_data=val_data, model=model,
+                       eval_model=eval_model, ema=ema, schedule=schedule, optimizer=optimizer, loss_fn=loss_fn,
+                       teacher=teacher, distill=distill, state=None)  # type: ignore[arg-type]
+    with strategy.scope():  # slots for every trained variable (model + distillation adapter)
+        optimizer.build(parts.trainable_variables())
+        parts.state = TrainState(plan.run_dir, model=model, optimizer=optimizer, ema=ema, distill=distill)
+    return parts
+

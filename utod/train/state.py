@@ -1,0 +1,97 @@
+"""The resumable train state, in one place: ``<run>/train_state/`` (a ``tf.train.Checkpoint``).
+
+It holds the model, the optimiser (incl. its step counter), the EMA shadow and update
+count, the distillation adapter, the completed epochs, the batches done in the current
+epoch with that epoch's running loss sums, and the best mAP@0.5. Augmentation and
+shuffling are functions of (seed, epoch, sample), so a resumed run skips the batches
+already done and sees exactly the data an uninterrupted run would.
+
+TensorFlow writes checkpoints atomically (data files first, then the ``checkpoint`` index
+by rename), so a ``kill -9`` at any moment leaves the previous state readable; the two
+newest states are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from utod._keras import tf
+from utod.loss import LOSS_KEYS
+
+STEP_KEYS = (*LOSS_KEYS, "distill")
+"""The per-step values the epoch sums cover (their order in ``epoch_loss_sums``)."""
+
+
+class TrainState:
+    """Position and best score as variables, plus the checkpoint that saves them with the
+    model, optimiser, EMA and distillation variables. Create it under the strategy scope."""
+
+    def __init__(self, run_dir: Path, *, model, optimizer, ema=None, distill=None, max_to_keep: int = 2):
+        self.optimizer = optimizer
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        # running sums of the epoch's step losses, so a resumed epoch's means still cover every batch
+        self.epoch_loss_sums = tf.Variable(tf.zeros([len(STEP_KEYS)], tf.float64), trainable=False,
+                                           name="epoch_loss_sums")
+        self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map50")
+        items: dict[str, Any] = dict(model=model, optimizer=optimizer, epoch=self.epoch,
+                                     step_in_epoch=self.step_in_epoch, best_map=self.best_map,
+                                     epoch_loss_sums=self.epoch_loss_sums)
+        if ema is not None:
+            items.update(ema_shadow=ema.shadow, ema_updates=ema.updates)
+        if distill is not None and getattr(distill, "trainable_variables", None):
+            items["distill"] = tf.train.Checkpoint(variables=list(distill.trainable_variables))
+        self.checkpoint = tf.train.Checkpoint(**items)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(run_dir / "train_state"),
+                                                  max_to_keep=max_to_keep)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def latest(self) -> str | None:
+        """Prefix of the newest saved state, or None."""
+        return self.manager.latest_checkpoint
+
+    @property
+    def global_step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    @property
+    def best(self) -> float:
+        """Best mAP@0.5 so far (-1.0 before any validation)."""
+        return float(self.best_map.numpy())
+
+    def epoch_sums(self) -> dict[str, float]:
+        return dict(zip(STEP_KEYS, self.epoch_loss_sums.numpy().tolist()))
+
+    # ------------------------------------------------------------------ changing
+    def restore(self) -> tuple[int, int] | None:
+        """Load the newest saved state -> (epochs done, steps into the next epoch), or None."""
+        if not self.latest:
+            return None
+        self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+        return int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
+
+    def record_position(self, step_in_epoch: int, sums: dict[str, float]) -> None:
+        """The position inside an epoch; only a saved state needs it (set before ``save``)."""
+        self.step_in_epoch.assign(step_in_epoch)
+        self.epoch_loss_sums.assign(np.asarray([sums[k] for k in STEP_KEYS], np.float64))
+
+    def finish_epoch(self, epoch: int) -> None:
+        """``epoch`` (1-based) is complete: the next state starts at the following epoch."""
+        self.epoch.assign(epoch)
+        self.step_in_epoch.assign(0)
+        self.epoch_loss_sums.assign(tf.zeros_like(self.epoch_loss_sums))
+
+    def offer_best(self, map50: float) -> bool:
+        """Record ``map50`` if it beats the best so far; True when it did."""
+        if map50 > self.best:
+            self.best_map.assign(map50)
+            return True
+        return False
+
+    def save(self) -> str:
+        """Write the state (numbered by the optimiser step) -> its prefix."""
+        return self.manager.save(checkpoint_number=self.global_step)
