@@ -65,7 +65,7 @@ def main() -> None:
         times = []
         for _ in range(8):
             t = time.perf_counter()
-            [v.numpy() for v in trainer._train_step(batch).values()]
+            [v.numpy() for v in trainer.steps.train(batch).values()]
             times.append(time.perf_counter() - t)
         step_s = float(np.median(times[2:]))
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

@@ -50,7 +50,7 @@ def test_train_writes_the_run_folder_and_traces_once(shapes_dir, tmp_path):
         "cnn_width": 8, "batch_size": 8, "ckpt_out": str(run), "use_ema": True, "assigner": "simota",
         "use_improved_head": True, "use_iou_aware_head": True, "auto_anchors": True, "num_anchors": 4,
     })
-    assert trainer._train_step.experimental_get_tracing_count() == 1
+    assert trainer.steps.train.experimental_get_tracing_count() == 1
     for name in ("config.yaml", "train.txt", "val.txt", "plugins.json", "model_config.json", "results.csv",
                  "results.png"):
         assert (run / name).is_file(), name
@@ -248,7 +248,7 @@ def test_mixed_precision_and_xla_switches_train(shapes_dir, tmp_path, switch):
 
     trainer = run_training({"image_dir": str(shapes_dir), "epochs": 1, "img_size": "64x64", "cnn_width": 8,
                             "batch_size": 8, "val_split": 0.0, "ckpt_out": str(tmp_path / switch), switch: True})
-    assert trainer._train_step.experimental_get_tracing_count() == 1
+    assert trainer.steps.train.experimental_get_tracing_count() == 1
     assert keras.mixed_precision.global_policy().name == "float32"  # not leaked
     if switch == "use_amp":
         assert trainer.model.compute_dtype == "float16"

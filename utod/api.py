@@ -215,10 +215,10 @@ def evaluate(model: Model | PathLike, data: PathLike, *, split: str = "all", con
              iou: float | None = None, pr_conf: float | None = None, batch_size: int = 32,
              train_split: float | None = None, val_split: float | None = None, seed: int | None = None,
              log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """``utod eval``: the result dict of :func:`utod.infer.evaluate.evaluate_detector` plus the
+    """``utod eval``: the result dict of :func:`utod.evaluation.evaluate_detector` plus the
     model, backend, data, split and decode settings."""
     from utod.cli._common import split_settings
-    from utod.infer.evaluate import evaluate_detector, load_eval_items
+    from utod.evaluation import evaluate_detector, load_eval_items
 
     m = model if isinstance(model, Model) else load(model)
     det = m.detector

@@ -300,7 +300,7 @@ class QuantisationReport:
 def compare_quantised(float_detector: Detector, int8_detector: Detector, items: Sequence[Any], *,
                       conf_thresh: float = 0.001, source: str = "") -> QuantisationReport:
     """Evaluate both detectors on ``items`` (labelled ``DatasetItem``s) with the same thresholds."""
-    from utod.infer.evaluate import evaluate_detector
+    from utod.evaluation import evaluate_detector
 
     if not items:
         raise ConfigError("no labelled images to compare the int8 model with the float one")

@@ -97,8 +97,8 @@ def _export(checkpoint, fmt, output, opset, nchw, post, batch, conf_thresh, iou_
     import numpy as np
 
     from utod.atomic import check_writable_dir
+    from utod.evaluation import load_eval_items
     from utod.export import check_parity, compare_quantised, export_onnx, export_tflite, synthetic_images
-    from utod.infer.evaluate import load_eval_items
     from utod.infer.keras_backend import KerasDetector
     from utod.infer.load import load_detector
     from utod.infer.modelinfo import MAP_CONF_THRESH, MAP_EXPORT_ADVICE

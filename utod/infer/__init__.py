@@ -8,7 +8,8 @@
 * :mod:`utod.infer.detector` — the backend-independent :class:`Detector` API.
 * :mod:`utod.infer.keras_backend`, :mod:`utod.infer.onnx_backend`,
   :mod:`utod.infer.tflite_backend` — one backend each; :mod:`utod.infer.load` picks one by suffix.
-* :mod:`utod.infer.evaluate` — COCO mAP of a Detector on a labelled folder.
+* COCO mAP of a Detector on a labelled folder: :mod:`utod.evaluation` (the one evaluation
+  path, shared with training-time validation).
 
 Preprocessing (every backend, and training): decode with OpenCV (BGR) -> RGB uint8 -> the
 checkpoint's resize backend plugin to the model input (H, W) (stretch, no letterbox) ->

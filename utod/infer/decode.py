@@ -16,21 +16,22 @@ ImageDetections = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 class RawDecoder:
     """Raw NHWC map -> detections with the model's own post-processing
-    (:func:`utod.model.postprocess.postprocess`: scores, decode, class-aware NMS, top-K),
+    (:func:`utod.model.postprocess.decode_and_nms` with the file's
+    :class:`utod.evaluation.DecodeSettings`: scores, decode, class-aware NMS, top-K),
     compiled: one ``tf.function`` trace per raw-map shape (callers pad batches to a fixed
     size), the thresholds passed as tensors so changing them never retraces."""
 
     def __init__(self, info: ModelInfo, max_detections: int | None = None) -> None:
         from utod._keras import tf
-        from utod.model.postprocess import postprocess
+        from utod.evaluation import DecodeSettings
+        from utod.model.postprocess import decode_and_nms
 
         self.info = info
         anchors = tf.constant(info.effective_anchors())
-        k = int(max_detections or info.max_detections)
+        settings = DecodeSettings.of_info(info).with_thresholds(max_detections=max_detections or None)
 
         def decode(raw: Any, conf: Any, iou: Any) -> Any:
-            return postprocess(raw, anchors, info.num_anchors, info.head_classes, info.has_quality,
-                               info.score_mode, info.quality_power, conf, iou, k)
+            return decode_and_nms(raw, anchors, settings.with_thresholds(conf, iou))
 
         self._fn = tf.function(decode, autograph=False)  # explicit tf.while_loop: no AutoGraph needed
         self._tf = tf

@@ -181,17 +181,23 @@ def postprocess(raw, anchors_eff, num_anchors: int, num_classes: int, has_qualit
     return nms_detections(boxes, scores, conf_thresh, iou_thresh, max_detections)
 
 
+def decode_and_nms(raw, anchors_eff, settings) -> tuple[tf.Tensor, tf.Tensor]:
+    """raw [B, Hg, Wg, A*D] -> (detections float32 [B, K, 6], num_valid int32 [B]) with a
+    :class:`utod.evaluation.DecodeSettings` (layout, score mode, thresholds, K = its
+    ``max_detections``). anchors_eff: float32 [A, 2] effective anchors."""
+    s = settings
+    boxes, scores = decode_predictions(raw, anchors_eff, s.num_anchors, s.num_classes, s.has_quality,
+                                       s.score_mode, s.quality_power)
+    return nms_detections(boxes, scores, s.conf_thresh, s.iou_thresh, s.max_detections)
+
+
 def model_postprocess(model, raw, conf_thresh: float | None = None, iou_thresh: float | None = None,
                       max_detections: int | None = None):
     """postprocess() with the model's own anchors, head and config defaults."""
-    cfg = model.config
-    return postprocess(
-        raw, model.effective_anchors(), model.num_anchors, model.num_classes, model.has_quality,
-        score_mode_for(model), cfg.quality_power,
-        cfg.conf_thresh if conf_thresh is None else conf_thresh,
-        cfg.nms_iou if iou_thresh is None else iou_thresh,
-        cfg.max_detections if max_detections is None else max_detections,
-    )
+    from utod.evaluation import DecodeSettings
+
+    settings = DecodeSettings.of_model(model).with_thresholds(conf_thresh, iou_thresh, max_detections)
+    return decode_and_nms(raw, model.effective_anchors(), settings)
 
 
 class _PostprocessLayer(keras.layers.Layer):

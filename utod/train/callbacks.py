@@ -48,9 +48,11 @@ What a callback may do:
 
 * read anything on ``run`` (the frozen plan, the models, the state) — never assign model
   weights or the state's variables: a resume must reproduce an uninterrupted run;
-* stop training: ``run.request_stop("reason")`` from any hook. The loop finishes the
-  current step, ends the epoch normally (validation if due, callbacks, train-state save) and
-  ends with ``reason="early_stop"``; the run folder is complete, ``fit`` returns normally;
+* stop training: ``run.request_stop("reason")`` from any hook. The request takes effect at
+  the end of the current epoch: the epoch finishes normally (validation — always, even if
+  ``--eval-interval`` would skip it —, ``on_epoch_end`` with ``last_epoch`` True, train-state
+  save), then ``on_stop`` with ``reason="early_stop"``; the run folder is complete and ``fit``
+  returns normally. (``--resume`` of such a run continues towards ``--epochs``.)
 * raise: the exception stops training like any error (the last saved state remains and is
   reported); a callback that must never stop training (a plot) catches its own errors.
 
@@ -166,7 +168,8 @@ class RunContext:
     """What callbacks see of the run. ``plan``: the frozen :class:`utod.train.plan.TrainPlan`;
     ``model``: the trained Keras model; ``eval_model``: the weights that are evaluated and saved
     (the EMA copy with ``--use-ema``, else ``model``); ``state``: the resumable
-    :class:`utod.train.state.TrainState`; ``log(msg)`` prints a line."""
+    :class:`utod.train.state.TrainState`; ``log(msg)`` prints a line; ``learning_rate()`` the
+    learning rate of the next optimiser step."""
 
     plan: Any
     model: Any
@@ -174,6 +177,7 @@ class RunContext:
     state: Any
     steps_per_epoch: int
     log: Callable[[str], None] = print
+    learning_rate: Callable[[], float] = lambda: float("nan")  # the schedule's LR at the current step
     stop_reason: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # free space callbacks may share
 
@@ -186,7 +190,7 @@ class RunContext:
         return self.plan.cfg
 
     def request_stop(self, reason: str) -> None:
-        """End training after the current step's epoch (see the module docstring)."""
+        """End training after the current epoch (see the module docstring)."""
         if self.stop_reason is None:
             self.stop_reason = str(reason)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from utod._keras import keras
+from utod.errors import ConfigError
 from utod.train.ema import EMA
 from utod.train.plan import TrainPlan
 from utod.train.schedule import WarmupCosine
@@ -67,8 +68,8 @@ def _pipelines(plan: TrainPlan, registry):
               resize_mode=cfg.resize_mode, class_ids=list(mcfg.class_ids), seed=cfg.seed,
               cache_dir=cfg.cache_dir, num_workers=cfg.num_workers)
     augmenter = build_augmenter(registry, plan.aug_ops) if plan.aug_ops else None
-    train = DetectionData(plan.train_items, PipelineConfig(aug_ops=plan.aug_ops, **kw), registry, training=True,
-                          augmenter=augmenter)
+    train = DetectionData(plan.train_items, PipelineConfig(aug_ops=plan.aug_ops, worker_mode=cfg.worker_mode, **kw),
+                          registry, training=True, augmenter=augmenter)
     val = (DetectionData(plan.val_items, PipelineConfig(aug_ops=None, **kw), registry, training=False)
            if plan.val_items else None)
     return train, val
@@ -99,22 +100,49 @@ def _loss(plan: TrainPlan, registry, model):
     )
 
 
+def _ema(cfg, model, total_steps: int, log) -> EMA | None:
+    """The EMA shadow with --use-ema (decay from --ema-decay or --ema-window, warnings for
+    decays a short run cannot warm up). Call under the scope."""
+    if not cfg.use_ema:
+        return None
+    from utod.ema_safety import ema_decay_for, ema_messages
+
+    decay = ema_decay_for(cfg, total_steps)
+    if cfg.ema_window > 0:
+        log(f"EMA decay {decay:.6f} (--ema-window {cfg.ema_window:g} of {total_steps} steps)")
+    for msg in ema_messages(decay, total_steps, cfg.ema_warmup):
+        log(msg)
+    return EMA(model, decay, warmup=cfg.ema_warmup)
+
+
 def _distillation(plan: TrainPlan, registry, model, log):
     """(teacher, DistillLoss) when distillation is on, else (None, None). Call under the scope."""
     cfg = plan.cfg
-    if not (cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0)):
+    anchor_terms = cfg.distill_obj > 0 or cfg.distill_quality > 0 or cfg.distill_box_l1 > 0
+    if not (cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0 or anchor_terms)):
         return None, None
-    from utod.distill import DistillLoss, check_teacher_compatible
+    from utod.distill import DistillLoss, check_anchor_terms_compatible, check_teacher_compatible, raw_layout
     from utod.model.io import load_checkpoint
 
     teacher, _ = load_checkpoint(cfg.teacher_ckpt, registry)
     teacher.trainable = False
-    check_teacher_compatible(model, teacher)
+    if teacher.config.in_channels != plan.model_cfg.in_channels:
+        raise ConfigError(f"--teacher-ckpt {cfg.teacher_ckpt}: teacher input has {teacher.config.in_channels} "
+                          f"channels, the student {plan.model_cfg.in_channels} (use the same --resize-mode input mode)")
+    if cfg.distill_weight > 0:
+        check_teacher_compatible(model, teacher)
+    if anchor_terms:
+        check_anchor_terms_compatible(model, teacher, cfg.distill_quality > 0)
     distill = DistillLoss(cfg.distill_weight, cfg.feature_distill_weight,
                           student_channels=4 * plan.model_cfg.cnn_width,
-                          teacher_channels=4 * teacher.config.cnn_width)
-    log(f"Distilling from {cfg.teacher_ckpt} (logit weight {cfg.distill_weight}, "
-        f"feature weight {cfg.feature_distill_weight})")
+                          teacher_channels=4 * teacher.config.cnn_width,
+                          obj_weight=cfg.distill_obj, quality_weight=cfg.distill_quality,
+                          box_l1_weight=cfg.distill_box_l1, temperature=cfg.distill_temperature,
+                          cosine=cfg.distill_cosine, student_layout=raw_layout(model),
+                          teacher_layout=raw_layout(teacher))
+    log(f"Distilling from {cfg.teacher_ckpt} (W={teacher.config.cnn_width}; logit {cfg.distill_weight}, "
+        f"feature {cfg.feature_distill_weight}, obj {cfg.distill_obj}, quality {cfg.distill_quality}, "
+        f"box L1 {cfg.distill_box_l1}, T {cfg.distill_temperature}{', cosine ramp' if cfg.distill_cosine else ''})")
     return teacher, distill
 
 
@@ -128,7 +156,7 @@ def build_components(plan: TrainPlan, registry, strategy, log: Callable[[str], N
     with strategy.scope():
         model = build_model(plan.model_cfg, registry)
         eval_model = build_model(plan.model_cfg, registry) if cfg.use_ema else model
-        ema = EMA(model, cfg.ema_decay) if cfg.use_ema else None
+        ema = _ema(cfg, model, int(train_data.steps_per_epoch) * cfg.epochs, log)
         schedule, optimizer = _optimizer(cfg, int(train_data.steps_per_epoch))
     loss_fn = _loss(plan, registry, model)
     with strategy.scope():

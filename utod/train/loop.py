@@ -1,275 +1,122 @@
-"""The training loop: one compiled train step under a ``tf.distribute.Strategy``, EMA,
-validation with COCO mAP, checkpoints, resumable state, logging.
+"""The training loop, and only the loop: epochs of compiled train steps, validation when due,
+the callbacks (:mod:`utod.train.callbacks`), the resumable state saved at the right moments.
 
-Resumable state (``<run>/train_state/``, a ``tf.train.Checkpoint``): model, optimiser (incl.
-its step counter), EMA shadow and update count, completed epochs, batches done in the
-current epoch, best mAP@0.5. Augmentation and shuffling are functions of (seed, epoch,
-sample), so a resumed run skips the batches already done and sees exactly the data an
-uninterrupted run would. The state is saved every ``--save-interval`` steps, at the end
-of every epoch, and on Ctrl-C / SIGTERM; TensorFlow writes checkpoints atomically and
-``.keras`` files are written to a temporary name and renamed.
+Per epoch: ``on_epoch_start`` -> steps (``on_step_end`` each; the train state saved every
+``--save-interval`` steps) -> validation if due (``on_eval_end``) -> ``on_epoch_end`` (results.csv,
+TensorBoard, curves, ``.keras`` checkpoints are callbacks) -> train state saved (``on_save``).
+Ctrl-C / SIGTERM finish the current step, save the state and stop (a second Ctrl-C stops at
+once); a callback's ``run.request_stop(reason)`` ends training after the current epoch.
+Everything the loop uses is built beforehand (:mod:`utod.train.plan`,
+:mod:`utod.train.components`, :mod:`utod.train.steps`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import signal
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
-from utod._keras import keras, tf
-from utod.config import TrainConfig
-from utod.errors import ConfigError
-from utod.faults import fault_point
-from utod.graph import GraphFunction
-from utod.infer.modelinfo import MAP_CONF_THRESH  # detections kept for COCO mAP (P/R use --conf-thresh)
-from utod.loss import LOSS_KEYS
-from utod.train.ema import EMA
-from utod.train.outputs import (
-    Progress,
-    ResultsCsv,
-    checkpoint_name,
-    plot_results,
-    prune_checkpoints,
-    publish_alias,
-)
-from utod.train.schedule import WarmupCosine
-from utod.train.update import AdamWKernels
+from utod._keras import tf
+from utod.evaluation import DecodeSettings
+from utod.train.callbacks import CallbackList, EpochEnd, RunContext, SaveEnd, StepEnd, TrainEnd, TrainStart
+from utod.train.components import Components
+from utod.train.plan import TrainPlan
+from utod.train.state import STEP_KEYS
+from utod.train.steps import CompiledSteps
+from utod.train.validate import Validator
 
 
 class NonFiniteLossError(RuntimeError):
     pass
 
 
+@contextlib.contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """TensorFlow and Keras leave ~10^6 long-lived Python objects; without freezing them every
+    full garbage collection walks them all (0.3-1 s per epoch measured, holding the GIL), and
+    the input threads' short-lived objects need young-generation sweeps far less often."""
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(20000, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 class Trainer:
-    def __init__(self, *, cfg: TrainConfig, run_dir: Path, registry, model_cfg, train_items, val_items,
-                 aug_ops, loss_opts, plugins, strategy, resuming: bool, log=print):
-        from utod.data.pipeline import DetectionData, PipelineConfig
-        from utod.loss import LossWeights, build_loss
-        from utod.model.detector import build_model
+    """Runs a built run: ``Trainer(plan, parts, callbacks).fit()`` -> the last validation metrics."""
 
-        self.cfg = cfg
-        self.run_dir = run_dir
-        self.registry = registry
-        self.model_cfg = model_cfg
-        self.plugins = plugins
-        self.strategy = strategy
-        self.resuming = resuming
-        self.log = log
-        self.stop_requested = False
-        self._last_plot = float("-inf")
+    def __init__(self, plan: TrainPlan, parts: Components, callbacks: Sequence[Any],
+                 log: Callable[[str], None] = print) -> None:
+        self.plan, self.parts, self.cfg, self.log = plan, parts, plan.cfg, log
+        self.steps = CompiledSteps(parts, plan.cfg, DecodeSettings.of_model(parts.eval_model).for_map())
+        self.validator = (Validator(self.steps.eval, parts.val_data, plan.model_cfg, log)
+                          if parts.val_data is not None else None)
+        self.callbacks = CallbackList(callbacks)
+        self.run = RunContext(plan=plan, model=parts.model, eval_model=parts.eval_model, state=parts.state,
+                              steps_per_epoch=parts.steps_per_epoch, log=log,
+                              learning_rate=lambda: float(parts.schedule(parts.optimizer.iterations)))
+        self.state = parts.state
+        self.signalled = False
+        self.last_metrics: dict[str, Any] = {}
+        self._global_step = 0
 
-        h, w = model_cfg.img_size
-        pipe_kw = dict(img_size=(h, w), batch_size=cfg.batch_size, max_boxes=cfg.max_boxes,
-                       resize_mode=cfg.resize_mode, class_ids=list(model_cfg.class_ids), seed=cfg.seed,
-                       cache_dir=cfg.cache_dir, num_workers=cfg.num_workers)
-        self.train_data = DetectionData(train_items, PipelineConfig(aug_ops=aug_ops, worker_mode=cfg.worker_mode,
-                                                                    **pipe_kw), registry, training=True)
-        self.val_data = (DetectionData(val_items, PipelineConfig(aug_ops=None, **pipe_kw), registry,
-                                       training=False) if val_items else None)
-        self.steps_per_epoch = int(self.train_data.steps_per_epoch)  # >= 1 (small sets are repeated)
+    # what callers and tests read
+    @property
+    def run_dir(self):
+        return self.plan.run_dir
 
-        with strategy.scope():
-            self.model = build_model(model_cfg, registry)
-            self.eval_model = build_model(model_cfg, registry) if cfg.use_ema else self.model
-            total_steps = self.steps_per_epoch * cfg.epochs
-            self.ema = None
-            if cfg.use_ema:
-                from utod.ema_safety import ema_decay_for, ema_messages
+    @property
+    def model(self):
+        return self.parts.model
 
-                decay = ema_decay_for(cfg, total_steps)
-                self.ema = EMA(self.model, decay, warmup=cfg.ema_warmup)
-                if cfg.ema_window > 0:
-                    log(f"EMA decay {decay:.6f} (--ema-window {cfg.ema_window:g} of {total_steps} steps)")
-                for msg in ema_messages(decay, total_steps, cfg.ema_warmup):
-                    log(msg)
-            schedule = WarmupCosine(cfg.lr, total_steps, int(round(cfg.warmup_epochs * self.steps_per_epoch)),
-                                    cfg.min_lr_ratio, cosine=cfg.lr_schedule == "cosine")
-            self.schedule = schedule
-            opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay, epsilon=1e-8)
-            if cfg.use_amp:
-                opt = keras.mixed_precision.LossScaleOptimizer(opt)
-            self.optimizer = opt
-            self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
-            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-            # running sums of the epoch's step losses (LOSS_KEYS + distill), so a resumed epoch's
-            # means still cover every batch of the epoch
-            self.epoch_loss_sums = tf.Variable(tf.zeros([len(LOSS_KEYS) + 1], tf.float64), trainable=False,
-                                               name="epoch_loss_sums")
-            self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map50")
+    @property
+    def distill(self):
+        return self.parts.distill
 
-        self.loss_fn = build_loss(
-            registry, assigner=cfg.assigner, assigner_options=loss_opts["assigner_options"],
-            iou_loss=cfg.iou_loss, iou_options=loss_opts["iou_options"], cls_loss=cfg.cls_loss_type,
-            cls_options=loss_opts["cls_options"], num_anchors=self.model.num_anchors,
-            num_classes=self.model.num_classes, has_quality=self.model.has_quality,
-            weights=LossWeights(box=cfg.loss_weight_box, obj=cfg.loss_weight_obj, cls=cfg.loss_weight_cls,
-                                quality=cfg.loss_weight_quality),
-            obj_loss=cfg.obj_loss, obj_target=cfg.obj_target,
-        )
-        self.teacher = None
-        self.distill = None
-        anchor_terms = cfg.distill_obj > 0 or cfg.distill_quality > 0 or cfg.distill_box_l1 > 0
-        if cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0 or anchor_terms):
-            from utod.distill import (
-                DistillLoss,
-                check_anchor_terms_compatible,
-                check_teacher_compatible,
-                raw_layout,
-            )
-            from utod.model.io import load_checkpoint
+    @property
+    def train_data(self):
+        return self.parts.train_data
 
-            with strategy.scope():
-                self.teacher, _ = load_checkpoint(cfg.teacher_ckpt, registry)
-                self.teacher.trainable = False
-                if self.teacher.config.in_channels != model_cfg.in_channels:
-                    raise ConfigError(f"--teacher-ckpt {cfg.teacher_ckpt}: teacher input has "
-                                      f"{self.teacher.config.in_channels} channels, the student "
-                                      f"{model_cfg.in_channels} (use the same --resize-mode input mode)")
-                if cfg.distill_weight > 0:
-                    check_teacher_compatible(self.model, self.teacher)
-                if anchor_terms:
-                    check_anchor_terms_compatible(self.model, self.teacher, cfg.distill_quality > 0)
-                self.distill = DistillLoss(cfg.distill_weight, cfg.feature_distill_weight,
-                                           student_channels=4 * model_cfg.cnn_width,
-                                           teacher_channels=4 * self.teacher.config.cnn_width,
-                                           obj_weight=cfg.distill_obj, quality_weight=cfg.distill_quality,
-                                           box_l1_weight=cfg.distill_box_l1, temperature=cfg.distill_temperature,
-                                           cosine=cfg.distill_cosine, student_layout=raw_layout(self.model),
-                                           teacher_layout=raw_layout(self.teacher))
-            log(f"Distilling from {cfg.teacher_ckpt} (W={self.teacher.config.cnn_width}; logit {cfg.distill_weight}, "
-                f"feature {cfg.feature_distill_weight}, obj {cfg.distill_obj}, quality {cfg.distill_quality}, "
-                f"box L1 {cfg.distill_box_l1}, T {cfg.distill_temperature}"
-                f"{', cosine ramp' if cfg.distill_cosine else ''})")
-
-        with strategy.scope():  # slots for every trained variable (model + distillation adapter)
-            self.optimizer.build(self._trainable_variables())
-        ckpt_items: dict[str, Any] = dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch_var,
-                                          step_in_epoch=self.step_in_epoch, best_map=self.best_map,
-                                          epoch_loss_sums=self.epoch_loss_sums)
-        if self.ema is not None:
-            ckpt_items.update(ema_shadow=self.ema.shadow, ema_updates=self.ema.updates)
-        if self.distill is not None and getattr(self.distill, "trainable_variables", None):
-            ckpt_items["distill"] = tf.train.Checkpoint(variables=list(self.distill.trainable_variables))
-        self.state = tf.train.Checkpoint(**ckpt_items)
-        self.state_manager = tf.train.CheckpointManager(self.state, str(run_dir / "train_state"), max_to_keep=2)
-        self.results = ResultsCsv(run_dir / "results.csv")
-        log_dir = Path(cfg.log_dir) if cfg.log_dir else run_dir / "tensorboard"
-        self.writer = tf.summary.create_file_writer(str(log_dir))
-        self._train_step = self._make_train_step()
-        self._eval_step = self._make_eval_step()
-
-    # ------------------------------------------------------------------ compiled steps
-    def _trainable_variables(self) -> list:
-        vs = list(self.model.trainable_variables)
-        if self.distill is not None:
-            vs += list(getattr(self.distill, "trainable_variables", []) or [])
-        return vs
-
-    def _make_train_step(self):
-        cfg = self.cfg
-        model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
-        teacher, distill, ema = self.teacher, self.distill, self.ema
-        strategy = self.strategy
-        replicas = strategy.num_replicas_in_sync
-        use_feat = distill is not None and cfg.feature_distill_weight > 0
-        variables = self._trainable_variables()  # model + distillation adapter, as the optimizer was built
-        kernels = (AdamWKernels(opt, variables)
-                   if AdamWKernels.supports(opt, variables, replicas=replicas, use_amp=cfg.use_amp) else None)
-
-        def replica_step(batch):
-            images = batch["image"]
-            with tf.GradientTape() as tape:
-                if use_feat:
-                    raw, feat = model.call_with_features(images, training=True)
-                else:
-                    raw, feat = model(images, training=True), None
-                raw = tf.cast(raw, tf.float32)
-                parts = loss_fn(raw, batch["boxes"], batch["labels"], batch["mask"], model.effective_anchors())
-                total = parts["total"]
-                out = {k: parts[k] for k in LOSS_KEYS}
-                if distill is not None:
-                    t_raw, t_feat = teacher.call_with_features(images, training=False)
-                    d = distill(raw, tf.stop_gradient(tf.cast(t_raw, tf.float32)),
-                                None if feat is None else tf.cast(feat, tf.float32),
-                                tf.stop_gradient(tf.cast(t_feat, tf.float32)),
-                                model.effective_anchors(), teacher.effective_anchors())
-                    total = total + d["distill"]
-                    out["distill"] = d["distill"]
-                    out["total"] = total
-                scaled = total / float(replicas)
-                if cfg.use_amp:
-                    scaled = opt.get_scaled_loss(scaled)
-            grads = tape.gradient(scaled, variables)
-            if cfg.use_amp:
-                grads = opt.get_unscaled_gradients(grads)
-            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-            if cfg.grad_clip_norm and cfg.grad_clip_norm > 0:
-                grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip_norm)
-            if kernels is not None:  # the same AdamW, two fused kernels per variable
-                kernels.apply(grads)
-            else:
-                opt.apply_gradients(zip(grads, variables))
-            return out
-
-        def step(batch):
-            per_replica = strategy.run(replica_step, args=(batch,))
-            reduced = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                       for k, v in per_replica.items()}
-            if ema is not None:
-                ema.update()
-            return reduced
-
-        # traced without AutoGraph unless a plugin needs it (start-up: utod/graph.py)
-        return GraphFunction(step, jit_compile=bool(cfg.use_xla) or None, reduce_retracing=False)
-
-    def _make_eval_step(self):
-        from utod.model.postprocess import postprocess, score_mode_for
-
-        model, loss_fn, mcfg = self.eval_model, self.loss_fn, self.model_cfg
-        score_mode = score_mode_for(model)  # the head's default_score_mode when not set
-
-        def step(batch):
-            raw = tf.cast(model(batch["image"], training=False), tf.float32)
-            parts = loss_fn(raw, batch["boxes"], batch["labels"], batch["mask"], model.effective_anchors())
-            dets, num = postprocess(raw, model.effective_anchors(), model.num_anchors, model.num_classes,
-                                    model.has_quality, score_mode, mcfg.quality_power, MAP_CONF_THRESH,
-                                    mcfg.nms_iou, mcfg.max_detections)
-            return {k: parts[k] for k in LOSS_KEYS}, dets, num
-
-        return GraphFunction(step)
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.parts.steps_per_epoch
 
     # ------------------------------------------------------------------ state
     def _restore(self) -> tuple[int, int]:
-        latest = self.state_manager.latest_checkpoint
-        if not latest:
-            if self.resuming:
+        got = self.state.restore()
+        if got is None:
+            if self.plan.resuming:
                 self.log("No saved train state in this run folder; starting from epoch 1.")
             return 0, 0
-        self.state.restore(latest).assert_existing_objects_matched()
-        epoch, step = int(self.epoch_var.numpy()), int(self.step_in_epoch.numpy())
-        self.log(f"Resumed {latest}: {epoch} epoch(s) done, {step} step(s) into epoch {epoch + 1}, "
-                 f"optimizer step {int(self.optimizer.iterations.numpy())}, best mAP@0.5 "
-                 f"{max(0.0, float(self.best_map.numpy())):.5f}")
+        epoch, step = got
+        self.log(f"Resumed {self.state.latest}: {epoch} epoch(s) done, {step} step(s) into epoch {epoch + 1}, "
+                 f"optimizer step {self.state.global_step}, best mAP@0.5 {max(0.0, self.state.best):.5f}")
         return epoch, step
 
-    def save_state(self) -> str:
-        path = self.state_manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
-        fault_point("state.saved")
+    def _save(self, kind: str) -> str:
+        t0 = time.perf_counter()
+        path = self.state.save()
+        self.callbacks.call("on_save", self.run, SaveEnd(kind, path, int(self.state.epoch.numpy()),
+                                                         self.state.global_step, time.perf_counter() - t0))
         return path
 
-    def _install_signal_handlers(self):
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
         """Ctrl-C / SIGTERM: finish the current step, save the state, stop. A second Ctrl-C
         interrupts at once (the state saved last, at most --save-interval steps old, remains)."""
 
         def handler(signum, frame):
-            if self.stop_requested and signum == signal.SIGINT:
+            if self.signalled and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            self.stop_requested = True
+            self.signalled = True
             self.log(f"\nSignal {signum} received: saving state after this step and stopping "
                      f"(Ctrl-C again to stop at once).")
 
@@ -279,206 +126,163 @@ class Trainer:
                 old[sig] = signal.signal(sig, handler)
             except (ValueError, OSError):  # not in the main thread
                 pass
-        return old
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
-        cfg = self.cfg
         start_epoch, skip_steps = self._restore()
-        self.results.truncate_after(start_epoch)
-        old_handlers = self._install_signal_handlers()
-        self.last_metrics: dict[str, Any] = {}
-        self.log(f"Training {cfg.epochs} epochs x {self.steps_per_epoch} steps (batch {cfg.batch_size}) on "
-                 f"{self.strategy.num_replicas_in_sync} replica(s); run folder {self.run_dir}")
-        batches = self._batch_stream(start_epoch, skip_steps)
-        # TensorFlow and Keras leave ~10^6 long-lived Python objects; without freezing them every
-        # full garbage collection walks them all (0.3-1 s per epoch measured, holding the GIL)
-        # and the input threads' short-lived objects need young-generation sweeps far less often
-        gc.collect()
-        gc.freeze()
-        gc_thresholds = gc.get_threshold()
-        gc.set_threshold(20000, *gc_thresholds[1:])
+        self._global_step = self.state.global_step
+        self.log(f"Training {self.cfg.epochs} epochs x {self.steps_per_epoch} steps (batch {self.cfg.batch_size}) "
+                 f"on {self.parts.strategy.num_replicas_in_sync} replica(s); run folder {self.plan.run_dir}")
+        self.callbacks.call("on_train_start", self.run,
+                            TrainStart(start_epoch, skip_steps, self.cfg.epochs, self.steps_per_epoch))
         try:
-            for epoch in range(start_epoch, cfg.epochs):
-                train_means, img_s, seconds = self._train_epoch(epoch, skip_steps, batches)
-                skip_steps = 0
-                if self.stop_requested:
-                    break
-                ep = epoch + 1
-                row: dict[str, Any] = {"epoch": ep, "time_s": seconds, "img_per_s": img_s,
-                                       "lr": float(self.schedule(self.optimizer.iterations))}
-                row.update({f"train_{'loss' if k == 'total' else k}": v for k, v in train_means.items()})
-                metrics: dict[str, Any] = {}
-                if self.val_data is not None and (ep % max(1, cfg.eval_interval) == 0 or ep == cfg.epochs):
-                    metrics = self.evaluate()
-                    row.update(metrics)
-                    self.last_metrics = metrics
-                self._end_epoch(ep, row, metrics)
-        except KeyboardInterrupt:
-            self.log(f"\nInterrupted at once; the state saved last remains: {self.state_manager.latest_checkpoint}")
-            raise
-        except NonFiniteLossError:
-            raise
-        except Exception:
-            last = self.state_manager.latest_checkpoint
-            self.log(f"\nTraining stopped by an error (below). The state saved last remains: {last or 'none yet'}"
-                     + (f"; once fixed, continue with: utod train --resume {self.run_dir}" if last else ""))
+            with self._signal_handlers(), _quiet_gc():
+                self._epochs(start_epoch, skip_steps)
+        except BaseException as exc:
+            self._on_failure(exc)
             raise
         finally:
-            gc.unfreeze()
-            gc.set_threshold(*gc_thresholds)
-            for sig, h in old_handlers.items():
-                signal.signal(sig, h)
             self.close()
-        if self.stop_requested:
-            path = self.save_state()
-            self.log(f"Stopped. State saved to {path}; continue with: utod train --resume {self.run_dir}")
+        if self.signalled:
+            path = self._save("stop")
+            self._end("signal", f"Stopped. State saved to {path}; continue with: utod train --resume "
+                                f"{self.plan.run_dir}")
             raise KeyboardInterrupt
-        self.log(f"Done. Best mAP@0.5 {max(0.0, float(self.best_map.numpy())):.5f}; outputs in {self.run_dir}")
+        best = max(0.0, self.state.best)
+        if self.run.stop_requested:
+            self._end("early_stop", f"Stopped early after epoch {int(self.state.epoch.numpy())}: "
+                                    f"{self.run.stop_reason}. Best mAP@0.5 {best:.5f}; outputs in {self.plan.run_dir}")
+        else:
+            self._end("finished", f"Done. Best mAP@0.5 {best:.5f}; outputs in {self.plan.run_dir}")
         return self.last_metrics
 
+    def _epochs(self, start_epoch: int, skip_steps: int) -> None:
+        batches = self._batch_stream(start_epoch, skip_steps)
+        for epoch in range(start_epoch, self.cfg.epochs):
+            ep = epoch + 1
+            self.callbacks.call("on_epoch_start", self.run, ep)
+            means, img_s, seconds = self._train_epoch(epoch, skip_steps, batches)
+            skip_steps = 0
+            if self.signalled:
+                return
+            row: dict[str, Any] = {"epoch": ep, "time_s": seconds, "img_per_s": img_s, "lr": self.run.learning_rate()}
+            row.update({f"train_{'loss' if k == 'total' else k}": v for k, v in means.items()})
+            self._end_epoch(ep, row)
+            if self.run.stop_requested:
+                return
+
+    def _on_failure(self, exc: BaseException) -> None:
+        last = self.state.latest
+        if isinstance(exc, KeyboardInterrupt):
+            message = f"\nInterrupted at once; the state saved last remains: {last}"
+            self.log(message)
+            self._end("signal", "", error=exc)
+            return
+        message = ""
+        if not isinstance(exc, NonFiniteLossError):
+            message = (f"\nTraining stopped by an error (below). The state saved last remains: {last or 'none yet'}"
+                       + (f"; once fixed, continue with: utod train --resume {self.plan.run_dir}" if last else ""))
+            self.log(message)
+        self._end("error", message, error=exc)
+
+    def _end(self, reason: str, message: str, error: BaseException | None = None) -> None:
+        if message and error is None:
+            self.log(message)
+        end = TrainEnd(reason, message.strip(), int(self.state.epoch.numpy()), self.state.best,
+                       self.last_metrics, error)
+        try:
+            self.callbacks.call("on_stop", self.run, end)
+        except Exception as exc:  # never hide the error that ended training
+            if error is None:
+                raise
+            self.log(f"  (a callback failed while training stopped: {exc})")
+
     def close(self) -> None:
-        """Stop the data worker threads and flush TensorBoard (called when fit ends)."""
-        self.writer.close()
-        self.train_data.close()
-        if self.val_data is not None:
-            self.val_data.close()
+        """Stop the data worker threads (called when fit ends)."""
+        self.parts.close()
+        if self.validator is not None:
+            self.validator.close()
 
     def _batch_stream(self, start_epoch: int, start_step: int):
         """One iterator over the training batches of every remaining epoch, starting at
         (start_epoch, start_step). Being one stream, the next epoch's first batches are built and
         prefetched while the current epoch ends (no data stall at epoch boundaries); every batch
         is still a pure function of (seed, epoch, position)."""
+        data = self.parts.train_data
 
         def batches():
             for e in range(start_epoch, self.cfg.epochs):
-                yield from self.train_data.numpy_batches(e, start_step if e == start_epoch else 0)
+                yield from data.numpy_batches(e, start_step if e == start_epoch else 0)
 
-        if self.strategy.num_replicas_in_sync == 1:
+        strategy = self.parts.strategy
+        if strategy.num_replicas_in_sync == 1:
             # one device: the worker threads already build batches ahead; feeding their numpy
             # arrays straight to the step skips a tf.data thread that competed for the CPU
             return iter(batches())
-        ds = tf.data.Dataset.from_generator(batches, output_signature=self.train_data.output_signature())
-        ds = self.strategy.experimental_distribute_dataset(ds.prefetch(2))
-        return iter(ds)
+        ds = tf.data.Dataset.from_generator(batches, output_signature=data.output_signature())
+        return iter(strategy.experimental_distribute_dataset(ds.prefetch(2)))
+
+    def _nonfinite(self, epoch: int, step_idx: int, vals: dict[str, float]) -> NonFiniteLossError:
+        return NonFiniteLossError(
+            f"non-finite loss at step {self._global_step} (epoch {epoch + 1}, batch {step_idx}): "
+            + ", ".join(f"{k}={v}" for k, v in vals.items())
+            + f". Training stopped; nothing from this step was saved. Last good train state: "
+              f"{self.state.latest or 'none yet'}; try a lower --lr or --grad-clip-norm, then --resume "
+              f"{self.plan.run_dir}")
 
     def _train_epoch(self, epoch: int, skip_steps: int, batches) -> tuple[dict[str, float], float, float]:
-        cfg = self.cfg
+        cfg, steps = self.cfg, self.steps_per_epoch
         if skip_steps:
             self.log(f"Epoch {epoch + 1}: continuing after the {skip_steps} batch(es) done before the interruption")
-        keys = (*LOSS_KEYS, "distill")
-        restored = self.epoch_loss_sums.numpy() if skip_steps else np.zeros(len(keys))
-        sums = dict(zip(keys, restored.tolist()))
-        step_idx = skip_steps  # batches of this epoch done (the loss sums cover all of them)
-
-        def record_position() -> None:  # the resumable position; only a saved state needs it
-            self.step_in_epoch.assign(step_idx)
-            self.epoch_loss_sums.assign([sums[k] for k in keys])
-
         if self.distill is not None:  # the cosine ramp is constant within an epoch
             self.distill.set_epoch(epoch, cfg.epochs)
-        progress = Progress(self.steps_per_epoch, epoch + 1, cfg.epochs)
+        sums = self.state.epoch_sums() if skip_steps else dict.fromkeys(STEP_KEYS, 0.0)
+        step_idx = skip_steps  # batches of this epoch done (the loss sums cover all of them)
+        log_every = max(1, cfg.log_interval)
         t0 = time.perf_counter()
         images = 0
-        for _ in range(self.steps_per_epoch - skip_steps):
-            out = self._train_step(next(batches))
+        for _ in range(steps - skip_steps):
+            out = self.steps.train(next(batches))
             vals = {k: float(v.numpy()) for k, v in out.items()}
             step_idx += 1
+            self._global_step += 1
             if not math.isfinite(vals["total"]):
-                progress.close()
-                last = self.state_manager.latest_checkpoint or "none yet"
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {int(self.optimizer.iterations.numpy())} (epoch {epoch + 1}, "
-                    f"batch {step_idx}): " + ", ".join(f"{k}={v}" for k, v in vals.items())
-                    + f". Training stopped; nothing from this step was saved. Last good train state: {last}; "
-                      f"try a lower --lr or --grad-clip-norm, then --resume {self.run_dir}"
-                )
+                raise self._nonfinite(epoch, step_idx, vals)
             for k, v in vals.items():
                 sums[k] += v
             images += cfg.batch_size
-            if step_idx % max(1, cfg.log_interval) == 0 or step_idx == self.steps_per_epoch:
-                progress.update(step_idx, images, {k: sums[k] / step_idx for k in ("total", "box", "obj", "cls")})
-                with self.writer.as_default(step=int(self.optimizer.iterations.numpy())):
-                    for k, v in vals.items():
-                        tf.summary.scalar(f"train_step/{k}", v)
-                    tf.summary.scalar("train_step/lr", float(self.schedule(self.optimizer.iterations)))
-            if self.stop_requested:
-                record_position()  # fit() saves the state after this epoch loop returns
+            log = step_idx % log_every == 0 or step_idx == steps
+            self.callbacks.call("on_step_end", self.run, StepEnd(epoch + 1, step_idx, self._global_step, vals, log))
+            if self.signalled:
+                self.state.record_position(step_idx, sums)  # fit() saves the state after the loop returns
                 break
-            if cfg.save_interval > 0 and step_idx % cfg.save_interval == 0 and step_idx < self.steps_per_epoch:
-                record_position()
-                self.save_state()
-        progress.close()
+            if cfg.save_interval > 0 and step_idx % cfg.save_interval == 0 and step_idx < steps:
+                self.state.record_position(step_idx, sums)
+                self._save("interval")
         seconds = time.perf_counter() - t0
         means = {k: v / max(1, step_idx) for k, v in sums.items() if k != "distill" or self.distill is not None}
         return means, images / max(seconds, 1e-9), seconds
 
-    def evaluate(self) -> dict[str, Any]:
-        """Validation loss and COCO metrics on every validation image (EMA weights if enabled)."""
-        from utod.metrics import Accumulator
+    def _evaluate_due(self, ep: int) -> bool:
+        every = max(1, self.cfg.eval_interval)
+        return self.validator is not None and (ep % every == 0 or ep == self.cfg.epochs or self.run.stop_requested)
 
-        if self.ema is not None:
-            self.ema.copy_to(self.eval_model)
-        mcfg = self.model_cfg
-        acc = Accumulator(mcfg.num_classes, img_size=tuple(mcfg.img_size), conf_thresh=mcfg.conf_thresh,
-                          class_names=list(mcfg.class_names))
-        sums = {k: 0.0 for k in LOSS_KEYS}
-        n = 0
-        for batch in self.val_data.dataset(0):
-            parts, dets, num = self._eval_step(batch)
-            for k in LOSS_KEYS:
-                sums[k] += float(parts[k].numpy())
-            n += 1
-            acc.add(batch["boxes"].numpy(), batch["labels"].numpy(), batch["mask"].numpy(), dets.numpy(),
-                    num.numpy(), image_index=batch["index"].numpy())
-        res = acc.compute()
-        out = {f"val_{'loss' if k == 'total' else k}": v / max(1, n) for k, v in sums.items()}
-        out.update(map50_95=float(res["map"]), map50=float(res["map50"]), precision=float(res["precision"]),
-                   recall=float(res["recall"]))
-        self.log(f"  val: loss={out['val_loss']:.4f} mAP@0.5={out['map50']:.4f} mAP@0.5:0.95={out['map50_95']:.4f}"
-                 f" P={out['precision']:.3f} R={out['recall']:.3f} ({res.get('num_images', '?')} images)")
-        return out
+    def _end_epoch(self, ep: int, row: dict[str, Any]) -> None:
+        self.parts.sync_eval_model()  # the weights evaluated and saved (EMA with --use-ema)
+        result = None
+        if self._evaluate_due(ep):
+            result = self.validator.run(ep)
+            row.update(result.metrics)
+            self.last_metrics = dict(result.metrics)
+            self.callbacks.call("on_eval_end", self.run, result)
+        is_best = result is not None and self.state.offer_best(float(result.metrics["map50"]))
+        last = ep == self.cfg.epochs or self.run.stop_requested
+        self.callbacks.call("on_epoch_end", self.run, EpochEnd(ep, row, result, is_best, self.state.best, last))
+        self.state.finish_epoch(ep)
+        self._save("epoch")
 
-    def _end_epoch(self, ep: int, row: dict[str, Any], metrics: dict[str, Any]) -> None:
-        from utod.model.io import save_checkpoint
-
-        cfg = self.cfg
-        with self.writer.as_default(step=ep):
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(float(v)):
-                    group = "val" if (k.startswith("val_") or k in ("map50", "map50_95", "precision", "recall")) \
-                        else "train"
-                    tf.summary.scalar(f"{group}/{k}", float(v))
-        self.writer.flush()
-        if self.ema is not None and not metrics:  # evaluate() already copied them this epoch
-            self.ema.copy_to(self.eval_model)
-        map50 = float(metrics.get("map50", 0.0)) if metrics else 0.0
-        extra = {
-            "epoch": ep, "step": int(self.optimizer.iterations.numpy()), "metrics": metrics,
-            "train_config": cfg.to_dict(), "plugins": self.plugins, "use_ema": bool(cfg.use_ema),
-        }
-        last = self.run_dir / checkpoint_name("last", ep, map50)
-        save_checkpoint(last, self.eval_model, extra)
-        publish_alias(last, self.run_dir / "last.keras")
-        prune_checkpoints(self.run_dir, "last", cfg.keep_checkpoints)
-        if metrics and map50 > float(self.best_map.numpy()):
-            self.best_map.assign(map50)
-            best = self.run_dir / checkpoint_name("best", ep, map50)
-            save_checkpoint(best, self.eval_model, extra)
-            publish_alias(best, self.run_dir / "best.keras")
-            prune_checkpoints(self.run_dir, "best", cfg.keep_checkpoints)
-            self.log(f"  new best mAP@0.5 {map50:.5f} -> {checkpoint_name('best', ep, map50)}")
-        self.epoch_var.assign(ep)
-        self.step_in_epoch.assign(0)
-        self.epoch_loss_sums.assign(tf.zeros_like(self.epoch_loss_sums))
-        # the row first: a kill between the two leaves a row newer than the state, which the resume
-        # drops and redoes identically; the other order would lose the row for good
-        self.results.append(row)
-        self.save_state()
-        # Drawing costs ~1 s on 2 cores: redraw at most every 30 s, and after the last epoch.
-        if ep == cfg.epochs or time.perf_counter() - self._last_plot > 30.0:
-            self._last_plot = time.perf_counter()
-            try:
-                plot_results(self.run_dir / "results.csv", self.run_dir / "results.png")
-            except Exception as exc:  # a plotting problem must never stop training
-                self.log(f"  (could not draw results.png: {exc})")

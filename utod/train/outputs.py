@@ -1,17 +1,22 @@
-"""What a run writes besides the model: results.csv, the curves PNG, TensorBoard scalars,
-checkpoint naming and pruning, and the console progress line."""
+"""What a run writes, as callbacks on the trainer's protocol (:mod:`utod.train.callbacks`):
+the console progress line, TensorBoard scalars, results.csv, the curves PNG and the
+``.keras`` checkpoints (seed-style names, stable ``best.keras`` / ``last.keras`` aliases,
+pruning). :func:`default_callbacks` is the list every run starts with."""
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from utod.atomic import atomic_open, atomic_path, copy_file
+from utod.atomic import atomic_open, atomic_path
 from utod.faults import fault_point
+from utod.train.callbacks import Callback, EpochEnd, EvalResult, RunContext, StepEnd, TrainEnd, TrainStart
 
 RESULT_COLUMNS = [
     "epoch", "time_s", "lr", "img_per_s",
@@ -119,9 +124,15 @@ def checkpoint_name(kind: str, epoch: int, map50: float) -> str:
 
 
 def publish_alias(src: Path, alias: Path) -> None:
-    """Copy ``src`` to a stable name (``best.keras``, ``last.keras``) atomically, so scripts
-    and users need not know the epoch/mAP in the seed-style file names."""
-    copy_file(src, alias)
+    """Give ``src`` a second name (``best.keras``, ``last.keras``, or the best checkpoint that
+    is also this epoch's last) atomically, so scripts and users need not know the epoch/mAP in
+    the seed-style file names. A hard link (no bytes copied; the files are never modified in
+    place, and pruning one name leaves the other intact); a copy where links are not supported."""
+    with atomic_path(alias) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def prune_checkpoints(run_dir: Path, kind: str, keep: int) -> None:
@@ -166,3 +177,159 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+# ---------------------------------------------------------------------- built-in callbacks
+def _is_val_key(key: str) -> bool:
+    return key.startswith("val_") or key in ("map50", "map50_95", "precision", "recall")
+
+
+class ProgressPrinter(Callback):
+    """The console progress line every ``--log-interval`` steps."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._sums: dict[str, float] = {}
+        self._images = 0
+
+    def on_train_start(self, run: RunContext, start: TrainStart) -> None:
+        self._resumed_step = start.step
+        self._resumed_sums = run.state.epoch_sums() if start.step else {}
+
+    def on_epoch_start(self, run: RunContext, epoch: int) -> None:
+        self._bar = Progress(run.steps_per_epoch, epoch, run.cfg.epochs)
+        self._sums = dict(self._resumed_sums) if self._resumed_step else {}
+        self._resumed_step, self._resumed_sums, self._images = 0, {}, 0
+
+    def on_step_end(self, run: RunContext, step: StepEnd) -> None:
+        for k, v in step.losses.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._images += run.cfg.batch_size
+        if step.log and self._bar is not None:
+            self._bar.update(step.step, self._images,
+                             {k: self._sums.get(k, 0.0) / step.step for k in ("total", "box", "obj", "cls")})
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_eval_end(self, run: RunContext, result: EvalResult) -> None:
+        self._close()
+
+    def on_epoch_end(self, run: RunContext, epoch: EpochEnd) -> None:
+        self._close()
+
+    def on_stop(self, run: RunContext, end: TrainEnd) -> None:
+        self._close()
+
+
+class TensorBoardLogger(Callback):
+    """Scalars: ``train_step/*`` every ``--log-interval`` steps, ``train/*`` and ``val/*`` per epoch."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from utod._keras import tf
+
+        self._tf = tf
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+
+    def on_step_end(self, run: RunContext, step: StepEnd) -> None:
+        if not step.log:
+            return
+        tf = self._tf
+        with self.writer.as_default(step=step.global_step):
+            for k, v in step.losses.items():
+                tf.summary.scalar(f"train_step/{k}", v)
+            tf.summary.scalar("train_step/lr", run.learning_rate())
+
+    def on_epoch_end(self, run: RunContext, epoch: EpochEnd) -> None:
+        tf = self._tf
+        with self.writer.as_default(step=epoch.epoch):
+            for k, v in epoch.row.items():
+                if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(float(v)):
+                    tf.summary.scalar(f"{'val' if _is_val_key(k) else 'train'}/{k}", float(v))
+        self.writer.flush()
+
+    def on_stop(self, run: RunContext, end: TrainEnd) -> None:
+        self.writer.close()
+
+
+class ResultsCsvWriter(Callback):
+    """``results.csv``: rows after the resumed epoch are dropped at start, one row per epoch."""
+
+    def __init__(self, path: Path) -> None:
+        self.results = ResultsCsv(path)
+
+    def on_train_start(self, run: RunContext, start: TrainStart) -> None:
+        self.results.truncate_after(start.epoch)
+
+    def on_epoch_end(self, run: RunContext, epoch: EpochEnd) -> None:
+        self.results.append(epoch.row)
+
+
+class CurvesPlotter(Callback):
+    """``results.png`` from results.csv: drawing costs ~1 s on 2 cores, so at most every
+    ``min_interval_s`` seconds, and after the last epoch / when training stops."""
+
+    def __init__(self, csv_path: Path, png_path: Path, min_interval_s: float = 30.0) -> None:
+        self.csv_path, self.png_path, self.min_interval_s = csv_path, png_path, float(min_interval_s)
+        self._last = float("-inf")
+        self._stale = False
+
+    def _draw(self, run: RunContext) -> None:
+        self._last = time.perf_counter()
+        self._stale = False
+        try:
+            plot_results(self.csv_path, self.png_path)
+        except Exception as exc:  # a plotting problem must never stop training
+            run.log(f"  (could not draw results.png: {exc})")
+
+    def on_epoch_end(self, run: RunContext, epoch: EpochEnd) -> None:
+        self._stale = True
+        if epoch.last_epoch or time.perf_counter() - self._last > self.min_interval_s:
+            self._draw(run)
+
+    def on_stop(self, run: RunContext, end: TrainEnd) -> None:
+        if self._stale:
+            self._draw(run)
+
+
+class CheckpointWriter(Callback):
+    """Per epoch: ``last_utod_EEEE_map_M.keras`` (the evaluated weights: EMA with --use-ema),
+    and when mAP@0.5 improved the same file as ``best_utod_EEEE_map_M.keras``; stable
+    ``last.keras`` / ``best.keras`` names; the newest ``--keep-checkpoints`` of each kind
+    kept. The model is serialised once per epoch; every other name is a hard link."""
+
+    def __init__(self, run_dir: Path, keep: int) -> None:
+        self.run_dir, self.keep = run_dir, int(keep)
+        self.saved: list[Path] = []  # files written by the latest epoch (for other callbacks)
+
+    def on_epoch_end(self, run: RunContext, epoch: EpochEnd) -> None:
+        from utod.model.io import save_checkpoint
+
+        metrics = epoch.eval.metrics if epoch.eval is not None else {}
+        map50 = float(metrics.get("map50", 0.0)) if metrics else 0.0
+        extra = {"epoch": epoch.epoch, "step": run.state.global_step, "metrics": metrics,
+                 "train_config": run.cfg.to_dict(), "plugins": run.plan.plugins, "use_ema": bool(run.cfg.use_ema)}
+        last = self.run_dir / checkpoint_name("last", epoch.epoch, map50)
+        save_checkpoint(last, run.eval_model, extra)
+        publish_alias(last, self.run_dir / "last.keras")
+        prune_checkpoints(self.run_dir, "last", self.keep)
+        self.saved = [last]
+        if epoch.is_best:
+            best = self.run_dir / checkpoint_name("best", epoch.epoch, map50)
+            publish_alias(last, best)
+            publish_alias(best, self.run_dir / "best.keras")
+            prune_checkpoints(self.run_dir, "best", self.keep)
+            self.saved.append(best)
+            run.log(f"  new best mAP@0.5 {map50:.5f} -> {best.name}")
+
+
+def default_callbacks(plan: Any) -> list[Callback]:
+    """The callbacks every run uses, in order: progress, checkpoints, results.csv,
+    TensorBoard, curves."""
+    cfg, run_dir = plan.cfg, plan.run_dir
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else run_dir / "tensorboard"
+    return [ProgressPrinter(), CheckpointWriter(run_dir, cfg.keep_checkpoints),
+            ResultsCsvWriter(run_dir / "results.csv"), TensorBoardLogger(log_dir),
+            CurvesPlotter(run_dir / "results.csv", run_dir / "results.png")]

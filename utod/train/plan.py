@@ -21,7 +21,7 @@ import numpy as np
 from utod.config import TrainConfig, save_config
 from utod.errors import DataError
 from utod.seed_compat import assigner_options_from_flags, head_name
-from utod.train.setup import check_new_run_dir, head_options, plugins_used, resolve_config, write_json
+from utod.train.setup import check_new_run_dir, head_options, plugins_used, write_json
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,11 @@ class TrainPlan:
     cfg: TrainConfig
     run_dir: Path
     resuming: bool
-    image_dir: str
+    data_source: str  # what was read (folder, description file, lists)
     class_ids: list[int]
     class_names: list[str]
     train_items: list[Any]  # DatasetItem
     val_items: list[Any]
-    data_issues: list[str]
     aug_ops: list[tuple[str, dict]]  # checked, in order ([] = no augmentation)
     assigner: ComponentChoice
     iou_loss: ComponentChoice
@@ -90,31 +89,42 @@ def _component_choices(cfg: TrainConfig, registry) -> dict[str, Any]:
                 **losses)
 
 
-def _data_folder(cfg: TrainConfig, used_default_data: bool, log: Callable[[str], None]) -> str:
-    """The image folder (generating the built-in dataset when none is given); may set
-    ``cfg.names`` from the folder's obj.names / classes.txt."""
-    image_dir = cfg.image_dir
-    if used_default_data and not image_dir:
+def _load_data(cfg: TrainConfig, run_dir: Path, resuming: bool, used_default_data: bool, registry,
+               log: Callable[[str], None]):
+    """The dataset (:func:`utod.data.loading.load_training_data`: any layout, classes, split,
+    guard rails; it records train.txt / val.txt, data_issues.txt and dataset.json in the run
+    folder; a resumed run keeps its saved split), generating the built-in dataset when none is
+    given. Undecodable images are reported and left out of the split
+    (:func:`utod.runfolder.drop_undecodable`, which builds the image cache the pipelines reuse).
+    Returns (loaded, decodable train items, decodable val items)."""
+    from utod.data.loading import load_training_data
+    from utod.runfolder import drop_undecodable, saved_split
+
+    keep_split = None
+    if resuming:  # the saved split is the truth on resume
+        keep_split = saved_split(run_dir)
+        if keep_split is None:
+            raise DataError(f"cannot resume {run_dir}: train.txt (the run's split) is missing; nothing was changed")
+    data = None
+    if used_default_data:
         from utod.data.synthetic import ensure_default_dataset
 
         root = ensure_default_dataset()
-        image_dir = str(root)
-        if not cfg.names and (root / "obj.names").is_file():
-            cfg.names = str(root / "obj.names")
-        log(f"No --image-dir given: training on the built-in generated dataset at {root}")
-    if not image_dir:
-        raise DataError("--image-dir is required")
-    if not (cfg.names or cfg.num_classes or cfg.classes):
-        found = [Path(image_dir) / n for n in ("obj.names", "classes.txt") if (Path(image_dir) / n).is_file()]
-        if found:
-            cfg.names = str(found[0])
-            log(f"Class names from {found[0]} (pass --names, --num-classes or --classes to override)")
-    return image_dir
+        data = str(root)
+        log(f"No --data / --image-dir given: training on the built-in generated dataset at {root}")
+    loaded = load_training_data(cfg, run_dir, data=data, log=log, keep_split=keep_split)
+    train, val = drop_undecodable(loaded.train, loaded.val, cfg, registry, run_dir, loaded.dataset, log,
+                                  rewrite_split=keep_split is None)
+    if not train:
+        raise DataError("the training split is empty: none of its images can be decoded")
+    return loaded, train, val
 
 
-def resolve_anchors(cfg: TrainConfig, train_items, class_ids, log) -> tuple[list[list[float]] | None, str]:
-    """Anchors from --anchors, k-means over the training boxes (--auto-anchors), or None
-    (the model's defaults); with where they came from."""
+def resolve_anchors(cfg: TrainConfig, train_items, class_ids, log,
+                    run_dir: Path | None = None) -> tuple[list[list[float]] | None, str]:
+    """Anchors from --anchors, k-means over the training boxes (--auto-anchors; their plot in
+    ``run_dir``/anchors.png with --auto-anchors-plot), or None (the model's defaults); with
+    where they came from."""
     if cfg.anchors:
         from utod.anchors import parse_anchors
 
@@ -131,11 +141,18 @@ def resolve_anchors(cfg: TrainConfig, train_items, class_ids, log) -> tuple[list
         anchors = kmeans_anchors(arr, cfg.num_anchors, alg=cfg.auto_anchors_alg, seed=0)
         log(f"Auto-anchors ({cfg.auto_anchors_alg}, k={cfg.num_anchors}): mean best IoU "
             f"{mean_best_iou(arr, anchors):.3f} over {len(arr)} boxes")
+        if cfg.auto_anchors_plot and run_dir is not None:
+            from utod.anchors import plot_anchors
+
+            try:
+                plot_anchors(arr, anchors, run_dir / "anchors.png", f"Auto-anchors w/h ({cfg.auto_anchors_alg})")
+            except Exception as exc:  # a plotting problem must never stop training
+                log(f"  (could not draw anchors.png: {exc})")
         return [[float(a), float(b)] for a, b in anchors], f"auto ({cfg.auto_anchors_alg})"
     return None, "default"
 
 
-def _model_config(cfg: TrainConfig, classes, class_ids, head: ComponentChoice, anchors):
+def _model_config(cfg: TrainConfig, classes, class_ids, head: ComponentChoice, anchors, in_channels: int):
     from utod.model.config import ModelConfig
 
     h, w = cfg.image_hw()
@@ -145,54 +162,57 @@ def _model_config(cfg: TrainConfig, classes, class_ids, head: ComponentChoice, a
         residual=cfg.utod_residual, head=head.name, head_options=dict(head.options), resize_mode=cfg.resize_mode,
         score_mode=cfg.score_mode, quality_power=cfg.quality_power, conf_thresh=cfg.conf_thresh,
         nms_iou=cfg.nms_iou,
+        # recipe options: backbone conv mode / SPPF scaling, class-less head, input channels of the input mode
+        conv=cfg.utod_conv, sppf_scale=cfg.utod_sppf_scale, disable_cls=cfg.disable_cls, in_channels=in_channels,
     )
     if anchors is not None:
         kw["anchors"] = anchors
     return ModelConfig(**kw)
 
 
-def make_plan(cli_given: dict[str, Any], config_file: str | None, registry,
-              log: Callable[[str], None] = print) -> TrainPlan:
-    """Resolve settings, components, data and model configuration (see the module docstring)."""
-    from utod.data.classes import resolve_classes
-    from utod.data.dataset import scan_dataset
-    from utod.data.split import split_items
+def make_plan(resolved, registry, lock, log: Callable[[str], None] = print, *, run_dir: Path | None = None,
+              is_chief: bool = True) -> TrainPlan:
+    """Components, data and model configuration for the resolved settings
+    (:func:`utod.train.setup.resolve_config`; see the module docstring). ``lock``: the
+    :class:`utod.runlock.RunLock` of the folder this process writes, acquired here before the
+    first write; ``run_dir``: that folder (default the run folder; a non-chief worker of a
+    multi-worker run writes its own, :mod:`utod.train.distribution`)."""
+    from utod.atomic import check_writable_dir, clean_stale_temps
+    from utod.runfolder import check_epochs_left
 
-    resolved = resolve_config(cli_given, config_file)
-    cfg, run_dir = resolved.cfg, resolved.run_dir
+    cfg, run_dir = resolved.cfg, Path(run_dir or resolved.run_dir)
     parts = _component_choices(cfg, registry)
     if not resolved.resuming:
-        check_new_run_dir(run_dir)
-    image_dir = _data_folder(cfg, resolved.used_default_data, log)
-    classes = resolve_classes(cfg.classes, cfg.num_classes, cfg.names)
+        if is_chief:
+            check_new_run_dir(run_dir)
+    else:
+        check_epochs_left(run_dir, cfg.epochs)
+    lock.acquire()  # creates the folder; a second `utod train` into it is refused here
+    check_writable_dir(run_dir)
+    clean_stale_temps(run_dir, log=log)  # left by a run killed mid-write
+    loaded, train_items, val_items = _load_data(cfg, run_dir, resolved.resuming, resolved.used_default_data,
+                                                registry, log)
+    classes = loaded.classes
     class_ids = list(classes.class_ids)
-    scan = scan_dataset(image_dir, class_ids=class_ids if classes.subset else None, num_classes=len(class_ids),
-                        log=log)
-    log(scan.summary.format())
-    train_items, val_items = split_items(scan.items, cfg.train_split, cfg.val_split, cfg.seed)
-    log(f"Split (seed {cfg.seed}): {len(train_items)} train, {len(val_items)} val images")
-    if len(train_items) < 1:
-        raise DataError("the training split is empty")
-    anchors, anchor_source = resolve_anchors(cfg, train_items, class_ids, log)
-    model_cfg = _model_config(cfg, classes, class_ids, parts["head"], anchors)
+    anchors, anchor_source = resolve_anchors(cfg, train_items, class_ids, log, run_dir)
+    from utod.data.model_input import input_channels
+
+    model_cfg = _model_config(cfg, classes, class_ids, parts["head"], anchors,
+                              input_channels(registry.create("resize", cfg.resize_mode)))
     log(f"Anchors ({anchor_source}): {np.round(np.asarray(model_cfg.anchors), 5).tolist()}")
-    return TrainPlan(cfg=cfg, run_dir=run_dir, resuming=resolved.resuming, image_dir=image_dir,
-                     class_ids=class_ids, class_names=list(classes.names), train_items=train_items,
-                     val_items=val_items, data_issues=list(scan.issues), model_cfg=model_cfg,
+    return TrainPlan(cfg=cfg, run_dir=run_dir, resuming=resolved.resuming, data_source=loaded.dataset.source.describe(),
+                     class_ids=class_ids, class_names=list(classes.names),
+                     # the lists the pipelines' image cache was built for (they drop undecodable images themselves)
+                     train_items=loaded.train, val_items=loaded.val if val_items else [], model_cfg=model_cfg,
                      anchor_source=anchor_source, **parts)
 
 
 def write_run_files(plan: TrainPlan, log: Callable[[str], None] = print) -> None:
-    """Record the plan in the run folder. config.yaml is written on resume too, so a raised
+    """Record the plan in the run folder (the data loader already wrote the split,
+    data_issues.txt and dataset.json). config.yaml is written on resume too, so a raised
     --epochs sticks for the next --resume."""
-    from utod.data.split import write_split
-
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    if plan.data_issues:
-        (run_dir / "data_issues.txt").write_text("\n".join(plan.data_issues) + "\n", encoding="utf-8")
-        log(f"{len(plan.data_issues)} data issue(s) listed in {run_dir / 'data_issues.txt'}")
-    write_split(run_dir, plan.train_items, plan.val_items)
     save_config(dataclasses.replace(plan.cfg, resume=None), run_dir / "config.yaml")
     write_json(run_dir / "plugins.json", plan.plugins)
     write_json(run_dir / "model_config.json", plan.model_cfg.to_dict())

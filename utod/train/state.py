@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from utod._keras import tf
+from utod.faults import fault_point
 from utod.loss import LOSS_KEYS
 
 STEP_KEYS = (*LOSS_KEYS, "distill")
@@ -94,4 +95,6 @@ class TrainState:
 
     def save(self) -> str:
         """Write the state (numbered by the optimiser step) -> its prefix."""
-        return self.manager.save(checkpoint_number=self.global_step)
+        path = self.manager.save(checkpoint_number=self.global_step)
+        fault_point("state.saved")
+        return path

@@ -1,6 +1,7 @@
 """The compiled steps, in one place: the train step (forward, loss, gradients, clipping,
 AdamW, EMA under the distribution strategy) and the eval step (forward, validation loss,
-decode, scores, batched class-aware NMS). Both are ``tf.function``s traced once: every
+decode, scores, batched class-aware NMS). Both are ``tf.function``s (:class:`utod.graph.GraphFunction`: without AutoGraph unless a
+plugin needs it) traced once: every
 batch has the same static shapes (the pipeline pads), so nothing retraces across steps,
 epochs or evaluations (tests count the traces).
 """
@@ -8,6 +9,7 @@ epochs or evaluations (tests count the traces).
 from __future__ import annotations
 
 from utod._keras import tf
+from utod.graph import GraphFunction
 from utod.loss import LOSS_KEYS
 from utod.train.components import Components
 from utod.train.update import AdamWKernels
@@ -45,7 +47,8 @@ def _replica_step(parts: Components, cfg, variables, kernels):
                 t_raw, t_feat = teacher.call_with_features(images, training=False)
                 d = distill(raw, tf.stop_gradient(tf.cast(t_raw, tf.float32)),
                             None if feat is None else tf.cast(feat, tf.float32),
-                            tf.stop_gradient(tf.cast(t_feat, tf.float32)))
+                            tf.stop_gradient(tf.cast(t_feat, tf.float32)),
+                            model.effective_anchors(), teacher.effective_anchors())
                 total = total + d["distill"]
                 out["distill"] = d["distill"]
                 out["total"] = total
@@ -82,7 +85,8 @@ def make_train_step(parts: Components, cfg):
             ema.update()
         return reduced
 
-    return tf.function(step, jit_compile=bool(cfg.use_xla) or None, reduce_retracing=False)
+    # traced without AutoGraph unless a plugin needs it (start-up: utod/graph.py)
+    return GraphFunction(step, jit_compile=bool(cfg.use_xla) or None, reduce_retracing=False)
 
 
 def make_eval_step(parts: Components, decode):
@@ -99,4 +103,4 @@ def make_eval_step(parts: Components, decode):
         dets, num = decode_and_nms(raw, anchors, decode)
         return {k: losses[k] for k in LOSS_KEYS}, dets, num
 
-    return tf.function(step, reduce_retracing=False)
+    return GraphFunction(step, reduce_retracing=False)
