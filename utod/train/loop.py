@@ -82,6 +82,14 @@ class Trainer:
         return self.parts.distill
 
     @property
+    def teacher(self):
+        return self.parts.teacher
+
+    @property
+    def eval_model(self):
+        return self.parts.eval_model
+
+    @property
     def train_data(self):
         return self.parts.train_data
 
