@@ -76,3 +76,12 @@ def test_augmentation_contract(registry):
     out = aug(sample, np.random.default_rng(0), None)
     assert isinstance(out, Sample) and out.image.shape == (16, 16, 3) and out.image.dtype == np.float32
     assert 0.0 < out.image.mean() < 1.0 and len(out.boxes) == len(out.labels) == 1
+
+
+@pytest.mark.parametrize(("kind", "name"), [("iou_loss", "diou"), ("iou_loss", "eiou"), ("assigner", "atss"),
+                                            ("augmentation", "GridMask")])
+def test_utod_contract_kit(registry, kind, name):
+    """utod's own contract checks (shapes, dtypes, tf.function, determinism, thread safety)."""
+    from utod.sdk.testing import check_component
+
+    check_component(registry, kind, name)
