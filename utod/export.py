@@ -77,7 +77,9 @@ class ParityReport:
 def serving_function(model: Any, info: ModelInfo, batch: int | None):
     """A ``tf.function`` with one input ``images`` for the layout/batch/output in ``info``.
 
-    Returns a dict: ``{"detections", "num_detections"}`` or ``{"raw", "anchors", "wh_scale"}``.
+    Returns a dict: ``{"detections", "num_detections"}``, ``{"raw", "anchors", "wh_scale"}``, or
+    with ``info.raw_groups`` one tensor per group (``{"box", "obj", ["quality"], ["cls"],
+    "anchors", "wh_scale"}``, utod.deploy.groups).
     """
     from utod._keras import tf
     from utod.model.postprocess import postprocess
@@ -100,6 +102,19 @@ def serving_function(model: Any, info: ModelInfo, batch: int | None):
                                     info.max_detections)
             return {"detections": tf.identity(dets, name="detections"),
                     "num_detections": tf.cast(num, tf.int32, name="num_detections")}
+    elif info.raw_groups:
+        from utod.deploy.groups import model_groups
+
+        def serve(images):
+            x = tf.transpose(images, [0, 2, 3, 1]) if nchw else images
+            groups = model_groups(model, x)
+            out = {}
+            for name in info.raw_groups:
+                g = tf.transpose(groups[name], [0, 3, 1, 2]) if nchw else groups[name]
+                out[name] = tf.identity(g, name=name)
+            out["anchors"] = tf.constant(anchors, name="anchors")
+            out["wh_scale"] = tf.constant(wh_scale, name="wh_scale")
+            return out
     else:
         def serve(images):
             x = tf.transpose(images, [0, 2, 3, 1]) if nchw else images
@@ -121,8 +136,9 @@ def _check_batch(batch: int | None) -> None:
 def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nchw: bool = False,
                 batch: int | None = 1, opset: int = DEFAULT_OPSET, conf_thresh: float | None = None,
                 nms_iou: float | None = None, max_detections: int | None = None,
-                simplify: bool = False) -> ModelInfo:
-    """Write ``model`` to ``output`` as ONNX (see module docstring). Returns its ModelInfo."""
+                simplify: bool = False, split_outputs: bool = False) -> ModelInfo:
+    """Write ``model`` to ``output`` as ONNX (see module docstring). Returns its ModelInfo.
+    ``split_outputs`` (raw only): one output per head group (utod.deploy.groups)."""
     from utod._keras import tf  # noqa: F401, I001  (quiet TF import before tf2onnx)
     import tf2onnx
 
@@ -131,8 +147,12 @@ def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nch
         raise ConfigError(f"--opset must be between 7 and 21, got {opset}")
     if simplify:
         _onnxslim()  # fail before the conversion when the simplifier is missing
+    if split_outputs and post:
+        raise ConfigError("--split-outputs applies to the raw head: add --no-post")
     info = info_from_model(model, output="detections" if post else "raw", input_layout="nchw" if nchw else "nhwc",
                            conf_thresh=conf_thresh, nms_iou=nms_iou, max_detections=max_detections)
+    if split_outputs:
+        info.raw_groups = _group_names(model)
     fn = serving_function(model, info, batch)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=opset)
     if simplify:
@@ -142,6 +162,13 @@ def export_onnx(model: Any, output: str | os.PathLike, *, post: bool = True, nch
     set_onnx_metadata(proto, info.to_metadata())
     write_bytes(output, proto.SerializeToString())
     return info
+
+
+def _group_names(model: Any) -> list[str]:
+    from utod.deploy.groups import group_widths
+
+    return list(group_widths(bool(model.has_quality), int(model.num_classes)))
+
 
 
 def _onnxslim() -> Any:
@@ -196,16 +223,29 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
 def export_tflite(model: Any, output: str | os.PathLike, *, post: bool = True, int8: bool = False,
                   calibration_images: np.ndarray | None = None, nchw: bool = False, batch: int = 1,
                   conf_thresh: float | None = None, nms_iou: float | None = None,
-                  max_detections: int | None = None, log=print) -> ModelInfo:
-    """Write ``model`` as a TFLite flatbuffer. ``int8`` needs ``calibration_images``
-    float32 [N, H, W, 3] in [0, 1]. Returns the ModelInfo stored in the file (``output`` is
-    "raw" when post-processing was not exported; see module docstring)."""
+                  max_detections: int | None = None, split_outputs: bool = False, int16: bool = False,
+                  max_arena: int | None = None, log=print) -> ModelInfo:
+    """Write ``model`` as a TFLite flatbuffer. ``int8`` (or ``int16``: 16-bit activations, 8-bit
+    weights) needs ``calibration_images`` float32 [N, H, W, 3] in [0, 1]. ``split_outputs``:
+    the raw head as one tensor per group, each with its own scale (utod.deploy.groups).
+
+    Every file is loaded in the TFLite Micro runtime before it is written: the ops it uses,
+    the arena TFLM measures and the runtime version go into ``info.extra["tflm"]`` (and the
+    file's metadata). For a quantised export a file TFLM cannot load, or whose arena exceeds
+    ``max_arena`` bytes, is a ConfigError naming the op and the layer that made it; nothing
+    is written then (the file appears only when every check passed).
+
+    Returns the ModelInfo stored in the file (``output`` is "raw" when post-processing was
+    not exported; see module docstring)."""
     _check_batch(batch)
-    if int8 and (calibration_images is None or len(calibration_images) == 0):
+    quantised = int8 or int16
+    if quantised and (calibration_images is None or len(calibration_images) == 0):
         raise ConfigError("--int8 needs calibration images: give --image-dir with at least one image")
+    if split_outputs and post and not quantised:
+        raise ConfigError("--split-outputs applies to the raw head: add --no-post")
     content: bytes | None = None
     info = None
-    if post and not int8:
+    if post and not quantised:
         info = info_from_model(model, output="detections", input_layout="nchw" if nchw else "nhwc",
                                conf_thresh=conf_thresh, nms_iou=nms_iou, max_detections=max_detections)
         try:
@@ -218,33 +258,82 @@ def export_tflite(model: Any, output: str | os.PathLike, *, post: bool = True, i
     if content is None:
         info = info_from_model(model, output="raw", input_layout="nchw" if nchw else "nhwc",
                                conf_thresh=conf_thresh, nms_iou=nms_iou, max_detections=max_detections)
-        content = _convert_tflite(model, info, batch, builtin_only=True, int8=int8,
+        if split_outputs:
+            info.raw_groups = _group_names(model)
+        content = _convert_tflite(model, info, batch, builtin_only=True, int8=int8, int16=int16,
                                   calibration_images=calibration_images)
     assert info is not None
-    if int8:
-        info.input_dtype = "int8"
-        info.extra["quantization"] = "full-integer int8 (int8 input/output)"
+    if quantised:
+        bits = "int16" if int16 else "int8"
+        info.input_dtype = bits
+        info.extra["quantization"] = ("16x8: int16 activations, int8 weights (int16 input/output)" if int16
+                                      else "full-integer int8 (int8 input/output)")
+    if info.raw_groups:
+        info.raw_groups = _tflite_output_order(content, info.raw_groups)
+    info.extra["tflm"] = _tflm_verdict(content, quantised, max_arena, str(output), log)
     content = add_tflite_metadata(content, info.to_json())
     write_bytes(output, content)
     return info
 
 
+def _tflm_verdict(content: bytes, required: bool, max_arena: int | None, path: str, log) -> dict[str, Any]:
+    """Load ``content`` in TFLite Micro: {"loads", "ops", "arena_bytes", "version"}. ConfigError
+    when ``required`` and it cannot load, or when the arena exceeds ``max_arena``."""
+    from utod.deploy.tflm import check_tflm, ops_used, tflm_version
+
+    if tflm_version() is None:
+        if required or max_arena is not None:
+            raise ConfigError("the TFLite Micro runtime is not installed (pip install tflite-micro); "
+                              "it checks every int8 export")
+        return {"loads": None, "ops": ops_used(content), "arena_bytes": None, "version": None}
+    check = check_tflm(content)
+    if not check.ok:
+        if required:
+            raise ConfigError(check.error_message(path))
+        log("note: " + check.error_message(path) + " (float file written; it runs on TFLite, not on TFLite Micro)")
+    elif max_arena is not None and check.arena_bytes is not None and check.arena_bytes > max_arena:
+        raise ConfigError(f"{path}: the TFLite Micro arena needs {check.arena_bytes:,} bytes, over --max-arena "
+                          f"{max_arena:,} bytes ({check.arena_bytes - max_arena:,} too many); use a smaller "
+                          "--width or input size")
+    return {"loads": check.ok, "ops": check.ops, "arena_bytes": check.arena_bytes, "version": check.version}
+
+
+def _tflite_output_order(content: bytes, names: list[str]) -> list[str]:
+    """The group names in the file's output order: TFLite does not keep the Keras order, so
+    the signature's name -> tensor index map is matched against the subgraph outputs."""
+    import warnings
+
+    from utod._keras import tf
+
+    with warnings.catch_warnings(), quiet_fd2():
+        warnings.simplefilter("ignore")
+        interp = tf.lite.Interpreter(model_content=content)
+    runner_outputs = interp.get_signature_runner().get_output_details()
+    by_index = {d["index"]: name for name, d in runner_outputs.items()}
+    order = [by_index.get(d["index"]) for d in interp.get_output_details()]
+    if sorted(n for n in order if n) != sorted(names):
+        raise ConfigError(f"cannot match the TFLite outputs {order} to the head groups {names}")
+    return order
+
+
 def _convert_tflite(model: Any, info: ModelInfo, batch: int, *, builtin_only: bool, int8: bool = False,
-                    calibration_images: np.ndarray | None = None) -> bytes:
+                    int16: bool = False, calibration_images: np.ndarray | None = None) -> bytes:
     from utod._keras import tf
 
     fn = serving_function(model, info, batch)
-    if info.output == "raw":  # anchors/wh_scale travel in the metadata; keep one tensor output
+    if info.output == "raw":  # anchors/wh_scale travel in the metadata; keep the map outputs only
         base = fn
+        keep = info.raw_groups or ["raw"]
 
         @tf.function(input_signature=base.input_signature)
         def fn(images):
-            return {"raw": base(images)["raw"]}
+            out = base(images)
+            return {name: out[name] for name in keep}
 
     concrete = fn.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    if int8:
-        images = np.asarray(calibration_images, np.float32)
+    if int8 or int16:
+        images = pinned_input_range(np.asarray(calibration_images, np.float32))
         if info.input_layout == "nchw":
             images = np.transpose(images, (0, 3, 1, 2))
 
@@ -254,9 +343,15 @@ def _convert_tflite(model: Any, info: ModelInfo, batch: int, *, builtin_only: bo
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        if int16:
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            converter.inference_input_type = tf.int16
+            converter.inference_output_type = tf.int16
+        else:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
     elif builtin_only:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     with quiet_fd2():
@@ -270,6 +365,18 @@ def _convert_tflite(model: Any, info: ModelInfo, batch: int, *, builtin_only: bo
     return content
 
 
+def pinned_input_range(images: np.ndarray) -> np.ndarray:
+    """Calibration images with one pixel of the first image set to 0.0 and one to 1.0, so the
+    calibrated int8 input range is exactly [0, 1]: scale 1/255, zero point -128, i.e.
+    ``int8 = uint8_pixel - 128`` on the device (TFLite calibrates the input range from the
+    images' own min/max; a set without pure black and white would give another mapping)."""
+    images = np.array(images, np.float32, copy=True)
+    if images.size:
+        images[0, 0, 0, :] = 0.0
+        images[0, 0, -1, :] = 1.0
+    return images
+
+
 # ---------------------------------------------------------------------- int8 vs float
 @dataclass
 class QuantisationReport:
@@ -281,6 +388,7 @@ class QuantisationReport:
     float_result: dict[str, Any]
     int8_result: dict[str, Any]
     source: str = ""
+    kernels: str = ""
 
     @property
     def map50_drop(self) -> float:
@@ -292,6 +400,8 @@ class QuantisationReport:
         lines = [f"mAP on {self.images} images{where}, decode conf >= {self.conf_thresh:g}:"]
         for label, res in (("float (Keras)", self.float_result), ("int8 (TFLite)", self.int8_result)):
             lines.append(f"  {label:<14} mAP@0.5:0.95 {res['map']:.4f}  mAP@0.5 {res['map50']:.4f}")
+        if self.kernels:
+            lines.append(f"  int8 kernels:  {self.kernels}")
         lines.append(f"  int8 - float   mAP@0.5:0.95 {self.int8_result['map'] - self.float_result['map']:+.4f}  "
                      f"mAP@0.5 {-self.map50_drop:+.4f}")
         return "\n".join(lines)
@@ -306,7 +416,12 @@ def compare_quantised(float_detector: Detector, int8_detector: Detector, items: 
         raise ConfigError("no labelled images to compare the int8 model with the float one")
     float_res = evaluate_detector(float_detector, items, conf_thresh=conf_thresh)
     int8_res = evaluate_detector(int8_detector, items, conf_thresh=conf_thresh)
-    return QuantisationReport(len(items), float(conf_thresh), float_res, int8_res, source)
+    kernels = getattr(int8_detector, "kernels_used", "")
+    if kernels:
+        from utod.infer.tflite_backend import describe_kernels
+
+        kernels = describe_kernels(kernels)
+    return QuantisationReport(len(items), float(conf_thresh), float_res, int8_res, source, kernels)
 
 
 # ---------------------------------------------------------------------- parity

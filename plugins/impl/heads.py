@@ -119,8 +119,21 @@ class UltraTinyODHead(keras.layers.Layer):
         return x
 
     def call(self, x, training=None):
+        groups = self.call_groups(x, training=training)
         shape = tf.shape(x)
         b, h, w = shape[0], shape[1], shape[2]
+        a = self.num_anchors
+        width = {"box": 4, "obj": 1, "quality": 1, "cls": self.num_classes}
+        parts = [tf.reshape(g, [b, h, w, a, width[name]]) for name, g in groups.items()]
+        d = 5 + int(self.has_quality) + self.num_classes
+        return tf.reshape(tf.concat(parts, axis=-1), [b, h, w, a * d])
+
+    def call_groups(self, x, training=None):
+        """features [B, h, w, Cin] -> the raw head per group, before concatenation:
+        ``{"box": [B,h,w,4A], "obj": [B,h,w,A], ["quality": [B,h,w,A]], ["cls": [B,h,w,A*K]]}``
+        (channel a*k+j of a group is anchor a's j-th value). Export uses it to give each group
+        its own output tensor (its own int8 scale)."""
+        h, w = tf.shape(x)[1], tf.shape(x)[2]
         x = self.context_block(x, training=training)
         if self.context_res is not None:
             x = x + self.context_res(x, training=training)
@@ -135,18 +148,13 @@ class UltraTinyODHead(keras.layers.Layer):
             x = x + self.lob_fuse(y, training=training)
         if self.ese is not None:
             x = self.ese(x)
-        a = self.num_anchors
-        parts = [
-            tf.reshape(self.box_out(self._run(self.box_tower, x, training)), [b, h, w, a, 4]),
-            tf.reshape(self.obj_out(self._run(self.obj_tower, x, training)), [b, h, w, a, 1]),
-        ]
+        groups = {"box": self.box_out(self._run(self.box_tower, x, training)),
+                  "obj": self.obj_out(self._run(self.obj_tower, x, training))}
         if self.has_quality:
-            parts.append(tf.reshape(self.quality_out(self._run(self.quality_tower, x, training)), [b, h, w, a, 1]))
+            groups["quality"] = self.quality_out(self._run(self.quality_tower, x, training))
         if self.num_classes > 0:
-            y = self._run(self.cls_tower, self.cls_reduce(x, training=training), training)
-            parts.append(tf.reshape(self.cls_out(y), [b, h, w, a, self.num_classes]))
-        d = 5 + int(self.has_quality) + self.num_classes
-        return tf.reshape(tf.concat(parts, axis=-1), [b, h, w, a * d])
+            groups["cls"] = self.cls_out(self._run(self.cls_tower, self.cls_reduce(x, training=training), training))
+        return groups
 
     def get_config(self) -> dict[str, Any]:
         """The head's options (what ``register(... params=...)`` declares)."""

@@ -46,6 +46,11 @@ class Detector:
     def raw(self, images: np.ndarray) -> np.ndarray:
         """Raw NHWC map [B, Hg, Wg, A*D] (only for raw-output models and Keras)."""
         out = self.forward(images)
+        if "raw" not in out and self.info.raw_groups and all(g in out for g in self.info.raw_groups):
+            from utod.deploy.groups import merge_groups  # raw head exported as one tensor per group
+
+            return merge_groups(out, self.info.num_anchors, self.info.has_quality, self.info.num_classes,
+                                nchw=self.info.input_layout == "nchw")
         if "raw" not in out:
             raise ConfigError(f"{self.path}: this model outputs final detections, not the raw map")
         raw = out["raw"]

@@ -11,8 +11,9 @@ from utod.infer.detector import Detector
 MODEL_SUFFIXES = (".keras", ".onnx", ".tflite")
 
 
-def load_detector(path: str | os.PathLike, *, threads: int | None = None) -> Detector:
-    """Open a ``.keras`` checkpoint, ``.onnx`` or ``.tflite`` file as a :class:`Detector`."""
+def load_detector(path: str | os.PathLike, *, threads: int | None = None, kernels: str = "auto") -> Detector:
+    """Open a ``.keras`` checkpoint, ``.onnx`` or ``.tflite`` file as a :class:`Detector`.
+    ``kernels``: which kernels run a ``.tflite`` file (utod.infer.tflite_backend; ignored otherwise)."""
     path = str(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: model file not found")
@@ -24,7 +25,7 @@ def load_detector(path: str | os.PathLike, *, threads: int | None = None) -> Det
     if suffix == ".tflite":
         from utod.infer.tflite_backend import TfliteDetector
 
-        return TfliteDetector(path, threads=threads)
+        return TfliteDetector(path, threads=threads, kernels=kernels)
     if suffix == ".keras" or os.path.isdir(path):
         from utod.infer.keras_backend import KerasDetector
         from utod.model.io import load_checkpoint

@@ -54,6 +54,10 @@ class ModelInfo:
     disable_cls: bool = False  # raw map has no cls channels; every detection is class 0
     in_channels: int = 3  # model input channels
     input_mode: str = "rgb"  # conversion after resize: rgb | y | y_bin | y_tri | yuv422 (resize plugin's)
+    # Raw head exported as separate tensors, one per group, each with its own quantisation
+    # scale (mcu, utod.deploy.groups): names in output order, e.g. ["box", "obj", "quality",
+    # "cls"]; None = one concatenated "raw" tensor.
+    raw_groups: list[str] | None = None
 
     @property
     def head_classes(self) -> int:
