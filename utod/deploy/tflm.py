@@ -307,3 +307,45 @@ class TflmRunner:
         self.interpreter.set_input(np.ascontiguousarray(x), 0)
         self.interpreter.invoke()
         return [np.asarray(self.interpreter.get_output(i)) for i in range(len(self.outputs))]
+
+
+# ---------------------------------------------------------------------- sizes report
+def deploy_report(content: bytes, names: list[str] | None = None) -> dict[str, Any]:
+    """What a microcontroller needs to know about a TFLite file, JSON-safe: flash bytes (the
+    file as it sits in flash), the TFLM arena the runtime measures (None when TFLM cannot
+    load it, with the reason), the ops, and the input/output tensors with dtypes, scales and
+    zero points. ``names``: output names in subgraph order (e.g. the head groups)."""
+    inputs, outputs = io_tensors(content)
+    out = {"flash_bytes": len(content), "ops": ops_used(content), "tflm_version": tflm_version(),
+           "tflm_loads": None, "arena_bytes": None, "tflm_error": None,
+           "inputs": [t.to_dict() for t in inputs], "outputs": [t.to_dict() for t in outputs]}
+    if names and len(names) == len(outputs):
+        for d, n in zip(out["outputs"], names):
+            d["group"] = n
+    if out["tflm_version"] is not None:
+        check = check_tflm(content)
+        out.update(tflm_loads=check.ok, arena_bytes=check.arena_bytes,
+                   tflm_error=None if check.ok else check.error_message())
+    return out
+
+
+def format_deploy_report(report: dict[str, Any]) -> list[str]:
+    """The report as summary lines (export summary, ``utod inspect``)."""
+    def tensor(t: dict[str, Any]) -> str:
+        q = (f" scale {t['scale']:.6g} zero point {t['zero_point']}" if t.get("scale") is not None else "")
+        label = t.get("group") or t["name"]
+        return f"{label} {t['shape']} {t['dtype']}{q}"
+
+    lines = [f"flash: {report['flash_bytes']:,} bytes ({report['flash_bytes'] / 1024:.1f} KB)"]
+    if report.get("tflm_version") is None:
+        lines.append("TFLite Micro arena: not measured (tflite-micro not installed)")
+    elif report.get("tflm_loads"):
+        arena = report["arena_bytes"]
+        lines.append(f"TFLite Micro arena: {arena:,} bytes ({arena / 1024:.1f} KB), measured by the TFLM runtime "
+                     f"{report['tflm_version']} (64-bit host; add a margin on the device)")
+    else:
+        lines.append(f"TFLite Micro: does not load: {report.get('tflm_error')}")
+    lines.append(f"ops ({len(report['ops'])}): {', '.join(report['ops'])}")
+    lines += [f"input:  {tensor(t)}" for t in report["inputs"]]
+    lines += [f"output: {tensor(t)}" for t in report["outputs"]]
+    return lines
