@@ -204,11 +204,12 @@ class Model:
         return export(self.path, format=format, output=output, **options)
 
 
-def load(path: PathLike, *, threads: int | None = None) -> Model:
-    """A :class:`Model` from a ``.keras`` checkpoint or an exported ``.onnx`` / ``.tflite``."""
+def load(path: PathLike, *, threads: int | None = None, kernels: str = "auto") -> Model:
+    """A :class:`Model` from a ``.keras`` checkpoint or an exported ``.onnx`` / ``.tflite``
+    (``kernels``: what runs a .tflite file, utod.infer.tflite_backend: auto | tflm | ref | xnnpack)."""
     from utod.infer.load import load_detector
 
-    return Model(load_detector(path, threads=threads))
+    return Model(load_detector(path, threads=threads, kernels=kernels))
 
 
 def evaluate(model: Model | PathLike, data: PathLike, *, split: str = "all", conf: float = 0.001,

@@ -27,8 +27,11 @@ from utod.cli._common import user_errors
               help="Threshold of the reported precision/recall (default: the model's conf_thresh).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--kernels", type=click.Choice(["auto", "tflm", "ref", "xnnpack"]), default="auto", show_default=True,
+              help=".tflite only: tflm (TFLite Micro runtime), ref (tf.lite reference kernels, bit-exact with "
+                   "TFLM), xnnpack (CPU deployment); auto = ref for int8 files, xnnpack for float ones.")
 def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_thresh, iou_thresh, pr_conf_thresh,
-             batch_size, as_json):
+             batch_size, as_json, kernels):
     """COCO-style mAP@0.5:0.95, mAP@0.5, per-class AP and P/R (pycocotools COCOeval).
 
     Boxes are compared in model-input pixels. A .keras checkpoint and the .onnx/.tflite
@@ -45,16 +48,23 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
         from utod.api import evaluate, load
         from utod.metrics import format_report
 
-        model = load(model_path)  # the Python API's functions: one implementation
+        model = load(model_path, kernels=kernels)  # the Python API's functions: one implementation
         detector = model.detector
         log = None if as_json else (lambda m: click.echo(m, err=True))
         result = evaluate(model, image_dir, split=split, conf=conf_thresh, iou=iou_thresh, pr_conf=pr_conf_thresh,
                           batch_size=batch_size, train_split=train_split, val_split=val_split, seed=seed, log=log)
         result["model"] = model_path
+        used = getattr(detector, "kernels_used", None)
+        if used:
+            from utod.infer.tflite_backend import describe_kernels
+
+            result["kernels"] = used
         if as_json:
             click.echo(json.dumps(result, indent=2))
         else:
             click.echo(f"{model_path} ({detector.kind}) on {image_dir} [{split}]")
+            if used:
+                click.echo(f"kernels: {describe_kernels(used)}")
             click.echo(decode_note(result, detector.info))
             click.echo(format_report(result))
             click.echo(f"read + preprocess + detect: {detector.last_run.summary()} "

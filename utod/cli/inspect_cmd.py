@@ -114,10 +114,13 @@ def tflite_report(path: str) -> dict[str, Any]:
         return {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
                 "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
 
+    from utod.deploy.tflm import deploy_report
+
     info = json.loads(det.info.to_json())
     return {
         "file": path,
         "format": "tflite",
+        "deploy": deploy_report(Path(path).read_bytes(), det.info.raw_groups),
         "inputs": [describe(d) for d in it.get_input_details()],
         "outputs": [describe(d) for d in it.get_output_details()],
         "postprocessing": _postprocessing(det.info.to_json()),
@@ -188,6 +191,10 @@ def render(report: dict[str, Any]) -> str:
             lines.append("metadata:")
             lines += [f"  {k}: {v}" for k, v in report["metadata"].items()]
         else:
+            from utod.deploy.tflm import format_deploy_report
+
+            lines.append("deployment (TFLite Micro):")
+            lines += [f"  {line}" for line in format_deploy_report(report["deploy"])]
             lines.append("metadata: " + json.dumps(report["metadata"]))
     lines += ["", "=== Anchors ===", *_matrix(report.get("anchors")), "", "=== wh_scale ===",
               *_matrix(report.get("wh_scale"))]
@@ -201,7 +208,9 @@ def render(report: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect_cmd(path, as_json):
     """Show what a .keras checkpoint, .onnx or .tflite file holds: anchors, wh_scale, classes,
-    input size, resize backend, head and plugins, parameters, training epoch and metrics."""
+    input size, resize backend, head and plugins, parameters, training epoch and metrics.
+    For .tflite: flash bytes, the TFLite Micro arena measured by the runtime, the ops used,
+    and the input/output dtypes, scales and zero points."""
     with user_errors():
         suffix = Path(path).suffix.lower()
         if not Path(path).exists():
