@@ -199,7 +199,9 @@ class Model:
         """Export a ``.keras`` model with ``utod export``'s implementation (parity-checked).
         ``options``: ``int8``, ``data`` (calibration / check images), ``post`` (default True),
         ``opset``, ``nchw``, ``batch``, ``conf_thresh``, ``iou_thresh``, ``max_detections``,
-        ``simplify``, ``check_images``, ``calib_images``, ``split``, ``skip_check``.
+        ``simplify``, ``check_images``, ``calib_images``, ``split``, ``skip_check``; for
+        quantised / ``format="tflm"`` exports also ``int16``, ``split_outputs``, ``kernels``,
+        ``max_arena``, ``arena_margin`` (docs/deploy.md).
         Raises :class:`utod.errors.ConfigError` when the parity check fails."""
         return export(self.path, format=format, output=output, **options)
 
@@ -236,29 +238,44 @@ def evaluate(model: Model | PathLike, data: PathLike, *, split: str = "all", con
 _EXPORT_DEFAULTS: dict[str, Any] = dict(opset=17, nchw=False, post=True, batch=1, conf_thresh=None, iou_thresh=None,
                                         max_detections=None, simplify=False, data=None, check_images=8,
                                         int8=False, calib_images=100, split="val", train_split=None,
-                                        val_split=None, seed=None, skip_check=False)
+                                        val_split=None, seed=None, skip_check=False,
+                                        # mcu (docs/deploy.md): quantised / TFLite Micro exports
+                                        int16=False, split_outputs=None, kernels="auto", max_arena=None,
+                                        arena_margin=0.10)
 
 
 def export(checkpoint: PathLike, *, format: str = "onnx", output: PathLike | None = None,
            **options: Any) -> Path:
-    """``utod export`` from Python; returns the written file (see :meth:`Model.export`)."""
-    from utod.cli.export_cmd import _export, default_output
+    """``utod export`` from Python; returns the written file, or the bundle folder for
+    ``format="tflm"`` (see :meth:`Model.export`)."""
+    from utod.cli.export_cmd import DEFAULT_QUANTISED_SPLIT, _export, default_output
     from utod.errors import ConfigError
 
     unknown = sorted(set(options) - set(_EXPORT_DEFAULTS))
     if unknown:
         raise ConfigError(f"export(): unknown option(s) {', '.join(unknown)} (known: {', '.join(_EXPORT_DEFAULTS)})")
     o = {**_EXPORT_DEFAULTS, **options}
-    if format not in ("onnx", "tflite"):
-        raise ConfigError(f"export(): format must be 'onnx' or 'tflite', got {format!r}")
+    if format not in ("onnx", "tflite", "tflm"):
+        raise ConfigError(f"export(): format must be 'onnx', 'tflite' or 'tflm', got {format!r}")
     if str(checkpoint).lower().endswith(".keras") is False:
         raise ConfigError(f"{checkpoint}: export takes a .keras checkpoint")
-    if o["int8"] and (format != "tflite" or not o["data"]):
-        raise ConfigError("int8 export needs format='tflite' and data=... (calibration images)")
-    out = Path(output) if output else default_output(str(checkpoint), format, o["post"], o["int8"])
-    ok = _export(str(checkpoint), format, str(out), o["opset"], o["nchw"], o["post"], o["batch"], o["conf_thresh"],
-                 o["iou_thresh"], o["max_detections"], o["simplify"], o["data"], o["check_images"], o["int8"],
-                 o["calib_images"], o["split"], o["train_split"], o["val_split"], o["seed"], o["skip_check"])
+    quantised = o["int8"] or o["int16"] or format == "tflm"
+    if (o["int8"] or o["int16"]) and format != "tflite":
+        raise ConfigError("int8/int16 export needs format='tflite' (or format='tflm')")
+    if quantised and not o["data"]:
+        from utod.deploy.calibration import run_train_list
+
+        if run_train_list(checkpoint) is None:
+            raise ConfigError("int8 export needs data=... (calibration images): the checkpoint has no run folder")
+    split_outputs = o["split_outputs"]
+    if split_outputs is None:
+        split_outputs = DEFAULT_QUANTISED_SPLIT if quantised else False
+    quant = "int16" if o["int16"] else ("int8" if quantised else None)
+    out = Path(output) if output else default_output(str(checkpoint), format, o["post"], quant == "int8")
+    ok = _export(str(checkpoint), format, str(out), o["opset"], o["nchw"], o["post"], split_outputs, o["batch"],
+                 o["conf_thresh"], o["iou_thresh"], o["max_detections"], o["simplify"], o["data"], o["check_images"],
+                 quant, o["calib_images"], o["split"], o["train_split"], o["val_split"], o["seed"], o["kernels"],
+                 o["max_arena"], o["arena_margin"], o["skip_check"])
     if not ok:
         raise ConfigError(f"{out}: the exported model differs from the Keras model (parity check failed)")
     return out

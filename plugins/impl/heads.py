@@ -19,6 +19,7 @@ from utod.model.blocks import (
     conv_block,
     spatial_block,
 )
+from utod.model.upsample import upsample_nearest_2x
 
 
 class UltraTinyODHead(keras.layers.Layer):
@@ -142,9 +143,9 @@ class UltraTinyODHead(keras.layers.Layer):
         if self.large_obj_branch:
             y = self.lob_pw(self.lob_down(x, training=training), training=training)
             y = self._run(self.lob_blocks, y, training)
-            # nearest 2x upsampling back to (h, w): identical to tf.image.resize(nearest) for the
-            # stride-2 "same" input size ceil(h/2), and (unlike ResizeNearestNeighborGrad) XLA-compilable
-            y = tf.repeat(tf.repeat(y, 2, axis=1), 2, axis=2)[:, :h, :w]
+            # nearest 2x upsampling back to (h, w) (utod.model.upsample: ops TFLite Micro has,
+            # XLA-compilable, the same values as tf.repeat / tf.image.resize nearest)
+            y = upsample_nearest_2x(y, x.shape[1] or h, x.shape[2] or w, training=training)
             x = x + self.lob_fuse(y, training=training)
         if self.ese is not None:
             x = self.ese(x)

@@ -49,7 +49,7 @@ class Detector:
         if "raw" not in out and self.info.raw_groups and all(g in out for g in self.info.raw_groups):
             from utod.deploy.groups import merge_groups  # raw head exported as one tensor per group
 
-            return merge_groups(out, self.info.num_anchors, self.info.has_quality, self.info.num_classes,
+            return merge_groups(out, self.info.num_anchors, self.info.has_quality, self.info.head_classes,
                                 nchw=self.info.input_layout == "nchw")
         if "raw" not in out:
             raise ConfigError(f"{self.path}: this model outputs final detections, not the raw map")
