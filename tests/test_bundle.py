@@ -122,6 +122,16 @@ def test_c_postprocess_matches_utod_predict(classes, split, classless, tmp_path)
             assert np.abs(got[:, 1] - scores).max() <= step
             assert np.abs(got[:, 2:] - boxes).max() <= step
     assert total > 0  # the comparison compared something
+    if not split:  # utod eval on the int8 file says which kernels scored it, and they agree
+        maps = {}
+        for kernels in ("tflm", "auto"):
+            res = CliRunner().invoke(cli, ["eval", str(bundle / "model.tflite"), "--data", str(tmp_path / "imgs"),
+                                           "--kernels", kernels])
+            assert res.exit_code == 0, res.output
+            used = "tflm" if kernels == "tflm" else "ref"
+            assert f"kernels: {used} (" in res.output
+            maps[kernels] = [ln for ln in res.output.splitlines() if "mAP@0.5:0.95" in ln]
+        assert maps["tflm"] == maps["auto"]  # bit-exact kernels: the same report
 
 
 def _scales(det):

@@ -69,7 +69,10 @@ def test_every_head_option_loads_in_tflm_and_ref_is_bit_exact(name, tmp_path):
 
     head, options = HEADS[name]
     split = name in SPLIT
-    model = tiny_model(head, options, residual=name == "reference", activation="swish" if split else "relu")
+    # input sizes the strides allow and 1..N classes ride along: an odd 5x7 grid, one class
+    img, classes = ((40, 56), 1) if name == "rfb_lob2" else ((32, 32), 2)
+    model = tiny_model(head, options, img=img, classes=classes, residual=name == "reference",
+                       activation="swish" if split else "relu")
     path = tmp_path / "m.tflite"
     info = export_tflite(model, path, post=False, int8=True, split_outputs=split, calibration_images=calib(model))
     content = path.read_bytes()
@@ -92,8 +95,8 @@ def test_every_head_option_loads_in_tflm_and_ref_is_bit_exact(name, tmp_path):
             assert a.dtype == np.int8 and np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("img,classes", [((40, 56), 1), pytest.param((64, 48), 5, marks=pytest.mark.slow),
-                                         pytest.param((16, 16), 3, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("img,classes", [((64, 48), 5), ((16, 16), 3), ((24, 40), 1)])
 def test_input_sizes_and_class_counts_load(img, classes, tmp_path):
     from utod.deploy.tflm import check_tflm
     from utod.export import export_tflite
@@ -142,7 +145,7 @@ def test_op_tflm_lacks_is_an_error_naming_op_and_layer_and_nothing_written(tmp_p
     msg = str(err.value)
     assert "TILE" in msg and "large_obj_branch" in msg and "upsample_nearest_2x" in msg
     assert "\n" not in msg
-    assert not path.exists() and os.listdir(path.parent) == []
+    assert not path.exists() and (not path.parent.exists() or os.listdir(path.parent) == [])
 
 
 def test_max_arena_exceeded_is_an_error_with_numbers(tmp_path):
@@ -150,7 +153,7 @@ def test_max_arena_exceeded_is_an_error_with_numbers(tmp_path):
     from utod.export import export_tflite
 
     model = tiny_model("utod", {})
-    path = tmp_path / "m.tflite"
+    path = tmp_path / "m.tflite"  # a float file (no calibration: fast) is measured the same way
     with pytest.raises(ConfigError, match=r"arena needs [\d,]+ bytes, over --max-arena 1,000 bytes"):
-        export_tflite(model, path, post=False, int8=True, calibration_images=calib(model, 2), max_arena=1000)
+        export_tflite(model, path, post=False, max_arena=1000)
     assert not path.exists() and os.listdir(tmp_path) == []
