@@ -44,7 +44,9 @@ class Timed:
             try:
                 return fn(run, arg)
             finally:
-                self._totals[(self._name, hook, getattr(arg, "epoch", arg))] += time.perf_counter() - t
+                epoch = arg if isinstance(arg, int) else getattr(arg, "epoch", None)
+                self._totals[(self._name, hook, epoch if isinstance(epoch, int) else None)] += \
+                    time.perf_counter() - t
 
         return timed
 

@@ -164,3 +164,27 @@ def test_accumulator_matches_direct_evaluation_and_skips_padding():
     assert "mAP@0.5:0.95" in format_report(res)
     acc.reset()
     assert len(acc) == 0
+
+
+def test_all_area_range_only_gives_the_same_numbers():
+    """Training validation scores COCO's 'all' area range only: every number it keeps equals
+    the full evaluation's."""
+    rng = np.random.default_rng(7)
+    gts, dets = [], []
+    for _ in range(30):
+        n = int(rng.integers(0, 5))
+        boxes = np.column_stack([rng.uniform(0.2, 0.8, (n, 2)), rng.uniform(0.05, 0.5, (n, 2))])
+        labels = rng.integers(0, 3, n)
+        gts.append((boxes, labels))
+        k = int(rng.integers(0, 12))
+        pick = rng.integers(0, max(n, 1), k)
+        d = boxes[pick] + rng.normal(0, 0.03, (k, 4)) if n else rng.uniform(0.1, 0.5, (k, 4))
+        dl = np.where(rng.random(k) < 0.8, labels[pick] if n else 0, rng.integers(0, 3, k))
+        dets.append((np.abs(d), rng.uniform(0.001, 1, k), dl))
+    full = evaluate_detections(gts, dets, 3, img_size=(64, 64))
+    fast = evaluate_detections(gts, dets, 3, img_size=(64, 64), size_ranges=False)
+    assert full["map"] > 0.05
+    for key in ("map", "map50", "map75", "ar1", "ar10", "ar100", "precision", "recall", "num_detections"):
+        assert fast[key] == pytest.approx(full[key], abs=1e-12), key
+    assert fast["per_class"] == full["per_class"]
+    assert "map_small" not in fast and "map_small" in full

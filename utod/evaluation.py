@@ -152,13 +152,16 @@ class DetectionScorer:
                    max_detections=int(c.max_detections))
 
     def score(self, gts: Sequence[tuple[np.ndarray, np.ndarray]],
-              dets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
-        """COCO result of :func:`utod.metrics.evaluate_detections` (map, map50, per_class, P/R, ...)."""
+              dets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
+              size_ranges: bool = True) -> dict[str, Any]:
+        """COCO result of :func:`utod.metrics.evaluate_detections` (map, map50, per_class, P/R, ...).
+        ``size_ranges=False`` (training validation): COCO's 'all' area range only — the same
+        numbers, without map_small/medium/large, for a quarter of the matching work."""
         from utod.metrics import evaluate_detections
 
         return evaluate_detections(gts, dets, self.num_classes, img_size=self.img_size,
                                    conf_thresh=self.pr_conf_thresh, class_names=self.class_names,
-                                   max_detections=self.max_dets)
+                                   max_detections=self.max_dets, size_ranges=size_ranges)
 
 
 # ---------------------------------------------------------------------- a Detector on items

@@ -32,6 +32,7 @@ import numpy as np
 GroundTruth = tuple[np.ndarray, np.ndarray]  # boxes [N,4] normalised cxcywh, labels [N]
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [K,4], scores [K], labels [K]
 
+SIZE_STAT_NAMES: tuple[str, ...] = ("map_small", "map_medium", "map_large", "ar_small", "ar_medium", "ar_large")
 COCO_STAT_NAMES: tuple[str, ...] = (
     "map", "map50", "map75", "map_small", "map_medium", "map_large",
     "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large",
@@ -163,6 +164,7 @@ def evaluate_detections(
     conf_thresh: float = 0.15,
     class_names: Sequence[str] | None = None,
     max_detections: int = 100,
+    size_ranges: bool = True,
 ) -> dict[str, Any]:
     """COCO bbox evaluation of one detection list per image.
 
@@ -170,6 +172,9 @@ def evaluate_detections(
     ``detections[i]`` = ``(boxes [K,4] normalised cxcywh, scores [K], labels [K])``.
     ``img_size`` = (H, W) of the model input, used to express boxes in pixels.
     ``max_detections`` is COCO's ``maxDets`` for the headline numbers (per image).
+    ``size_ranges=False`` evaluates COCO's 'all' area range only: every number below except
+    ``map_small/medium/large`` and ``ar_small/medium/large`` (left out) is the same, for a
+    quarter of pycocotools' matching work (training-time validation reports no sizes).
 
     Returns a JSON-serialisable dict: ``map`` (AP@0.5:0.95), ``map50``, ``map75``,
     ``map_small/medium/large``, ``ar1/ar10/ar100`` (from COCOeval.stats, -1 mapped to 0),
@@ -213,11 +218,19 @@ def evaluate_detections(
         coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.params.maxDets = [1, 10, max(max_detections, 1)]
+        if not size_ranges:  # the 'all' range only: same numbers for it, a quarter of the matching work
+            evaluator.params.areaRng, evaluator.params.areaRngLbl = [[0, 1e10]], ["all"]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-    stats = [max(float(s), 0.0) for s in evaluator.stats]
-    out.update(dict(zip(COCO_STAT_NAMES, stats)))
+        if size_ranges:
+            evaluator.summarize()
+    if size_ranges:
+        stats = [max(float(s), 0.0) for s in evaluator.stats]
+        out.update(dict(zip(COCO_STAT_NAMES, stats)))
+    else:
+        out.update(_all_range_stats(evaluator))
+        for key in SIZE_STAT_NAMES:
+            out.pop(key, None)
 
     # precision: [T iou thresholds, R recall points, K classes, A area ranges, M maxDets]
     prec = evaluator.eval["precision"]
@@ -228,8 +241,21 @@ def evaluate_detections(
         out["per_class"][names[c]]["ap50"] = _mean_valid(prec[0, :, k, 0, -1])
     out["summary"] = "\n".join(
         line for line in text.getvalue().splitlines() if line.strip().startswith("Average")
-    )
+    ) or "COCOeval over the 'all' area range only (no small/medium/large)"
     return out
+
+
+def _all_range_stats(evaluator: Any) -> dict[str, float]:
+    """What ``COCOeval.summarize`` reports for the 'all' area range (area index 0), read from
+    its accumulated arrays: precision [T, R, K, A, M], recall [T, K, A, M]; -1 = no data."""
+    prec, rec = evaluator.eval["precision"], evaluator.eval["recall"]
+    thrs = evaluator.params.iouThrs
+    at = {t: int(np.argmin(np.abs(thrs - t))) for t in (0.5, 0.75)}
+    return {
+        "map": _mean_valid(prec[:, :, :, 0, -1]), "map50": _mean_valid(prec[at[0.5], :, :, 0, -1]),
+        "map75": _mean_valid(prec[at[0.75], :, :, 0, -1]), "ar1": _mean_valid(rec[:, :, 0, 0]),
+        "ar10": _mean_valid(rec[:, :, 0, 1]), "ar100": _mean_valid(rec[:, :, 0, 2]),
+    }
 
 
 class Accumulator:

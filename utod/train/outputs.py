@@ -268,25 +268,32 @@ class ResultsCsvWriter(Callback):
 
 
 class CurvesPlotter(Callback):
-    """``results.png`` from results.csv: drawing costs ~1 s on 2 cores, so at most every
-    ``min_interval_s`` seconds, and after the last epoch / when training stops."""
+    """``results.png`` from results.csv. Drawing costs ~1 s on 2 cores (measured:
+    bench/bench_epoch.py), so it is redrawn at most every ``min_interval_s`` seconds and at
+    most ``budget`` of the run's time (the gap grows with the cost of a draw), and always after
+    the last epoch / when training stops."""
 
-    def __init__(self, csv_path: Path, png_path: Path, min_interval_s: float = 30.0) -> None:
+    def __init__(self, csv_path: Path, png_path: Path, min_interval_s: float = 30.0, budget: float = 0.02) -> None:
         self.csv_path, self.png_path, self.min_interval_s = csv_path, png_path, float(min_interval_s)
+        self.budget = float(budget)
         self._last = float("-inf")
+        self._cost = 0.0
         self._stale = False
 
     def _draw(self, run: RunContext) -> None:
-        self._last = time.perf_counter()
+        t0 = time.perf_counter()
         self._stale = False
         try:
             plot_results(self.csv_path, self.png_path)
         except Exception as exc:  # a plotting problem must never stop training
             run.log(f"  (could not draw results.png: {exc})")
+        self._last = time.perf_counter()
+        self._cost = self._last - t0
 
     def on_epoch_end(self, run: RunContext, epoch: EpochEnd) -> None:
         self._stale = True
-        if epoch.last_epoch or time.perf_counter() - self._last > self.min_interval_s:
+        gap = max(self.min_interval_s, self._cost / self.budget)
+        if epoch.last_epoch or time.perf_counter() - self._last > gap:
             self._draw(run)
 
     def on_stop(self, run: RunContext, end: TrainEnd) -> None:

@@ -69,7 +69,7 @@ class Validator:
     def run(self, epoch: int) -> EvalResult:
         t0 = time.perf_counter()
         losses, detections = self._forward_all()
-        coco = self.scorer.score(self.ground_truth, detections)
+        coco = self.scorer.score(self.ground_truth, detections, size_ranges=False)  # none reported
         metrics: dict[str, float] = {f"val_{'loss' if k == 'total' else k}": v for k, v in losses.items()}
         metrics.update(map50_95=float(coco["map"]), map50=float(coco["map50"]),
                        precision=float(coco["precision"]), recall=float(coco["recall"]))
