@@ -136,11 +136,10 @@ def _coco_inputs(
     for img_id, (dt_boxes, dt_scores, dt_labels) in enumerate(detections, start=1):
         scores = np.asarray(dt_scores, np.float64).reshape(-1)
         labels = np.asarray(dt_labels, np.int64).reshape(-1)
-        for box, score, label in zip(cxcywh_to_pixel_xywh(dt_boxes, img_size), scores, labels):
-            if not 0 <= label < num_classes:
-                continue  # a class the evaluation does not know cannot match anything
-            results.append({"image_id": img_id, "category_id": int(label) + 1,
-                            "bbox": [float(v) for v in box], "score": float(score)})
+        known = (labels >= 0) & (labels < num_classes)  # an unknown class cannot match anything
+        boxes = cxcywh_to_pixel_xywh(dt_boxes, img_size)[known].tolist()  # whole arrays to Python at once
+        results.extend({"image_id": img_id, "category_id": c + 1, "bbox": b, "score": sc}
+                       for b, sc, c in zip(boxes, scores[known].tolist(), labels[known].tolist()))
     dataset = {
         "info": {"description": "utod evaluation"},
         "images": images,
