@@ -55,10 +55,9 @@ def data_root(arg: str | None) -> Path:
 
 
 def measure(dataset: Path, key: str, epochs: int, int16: bool, work: Path) -> list[dict]:
-    from utod.infer.evaluate import evaluate_detector, load_eval_items
-
     from utod.deploy.calibration import choose_calibration
     from utod.deploy.tflm import deploy_report
+    from utod.evaluation import evaluate_detector, load_eval_items
     from utod.export import export_tflite
     from utod.infer.keras_backend import KerasDetector
     from utod.infer.tflite_backend import TfliteDetector

@@ -103,6 +103,10 @@ def test_c_postprocess_matches_utod_predict(classes, split, classless, tmp_path)
         subprocess.run([gxx, "-std=c++17", "-c", str(bundle / "utod_model_data.cc"), "-o",
                         str(tmp_path / "data.o")], check=True, capture_output=True)
 
+    rep = CliRunner().invoke(cli, ["inspect", str(bundle / "model.tflite")])  # the sizes again, from the file
+    assert rep.exit_code == 0, rep.output
+    assert "flash: " in rep.output and "TFLite Micro arena: " in rep.output and "ops (" in rep.output
+    assert "input:  serving_default_images:0 [1, 32, 32, 3] int8 scale 0.00392157 zero point -128" in rep.output
     exe = compile_harness(bundle, tmp_path)
     det = TfliteDetector(str(bundle / "model.tflite"), kernels="tflm")
     pre = det.preprocessor.load(images)

@@ -136,7 +136,7 @@ def export(checkpoint, fmt, output, opset, nchw, no_post, split_outputs, batch, 
 def _eval_items(checkpoint, image_dir, split, split_cfg, info):
     """(items the int8 mAP is reported on, words for them) or (None, "")."""
     from utod.deploy.calibration import run_val_list
-    from utod.infer.evaluate import load_eval_items
+    from utod.evaluation import load_eval_items
 
     if image_dir:
         items = load_eval_items(image_dir, info, split=split, log=None, **split_cfg)
