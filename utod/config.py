@@ -196,6 +196,15 @@ class TrainConfig:
                                   "seed, uhd, small-data (see docs/recipe.md).", group=RUN,
                             choices=PRESET_NAMES)
 
+    # ---- fine-tuning, early stop, devices (utod/finetune.py, utod/train/early_stop.py, utod/devices.py)
+    weights: str | None = _f(None, "Initialise the model from this checkpoint (.keras) to fine-tune: network "
+                                   "settings not given here are the checkpoint's; with another class count the "
+                                   "head's class output is re-initialised. Optimiser and epochs start fresh.",
+                             group=RUN)
+    patience: int = _f(0, "Stop when val mAP@0.5 has not improved for N evaluations (0: never).", group=RUN)
+    device: str | None = _f(None, "Devices: cpu, one GPU index (0), or several (0,1 -> mirrored strategy). "
+                                  "Default: TensorFlow's choice and --strategy.", group=RUN)
+
     # ------------------------------------------------------------------ derived values
     def image_hw(self) -> tuple[int, int]:
         return parse_img_size(self.img_size)

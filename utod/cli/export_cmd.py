@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from utod.cli._common import UtodCliError, split_settings, user_errors
+from utod.diagnostics.threshold import CONF_THRESH, resolve_for_model
 
 # Quantised exports emit the raw head as one tensor per group (box, obj, quality, cls), each
 # with its own scale, unless --concat-outputs: chosen by the int8 mAP table of
@@ -45,9 +46,10 @@ def default_output(checkpoint: str, fmt: str, post: bool, int8: bool) -> Path:
                    "scale, or one concatenated tensor. Default: split for int8/tflm, concatenated otherwise.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch dimension (overrides --batch).")
-@click.option("--conf-thresh", type=float, default=None,
+@click.option("--conf-thresh", type=CONF_THRESH, default=None,
               help="Score threshold baked into the post-processing (default: the checkpoint's). "
-                   "Use --conf-thresh 0.001 for files meant for mAP evaluation.")
+                   "Use --conf-thresh 0.001 for files meant for mAP evaluation; 'best' (or 'f1'): the "
+                   "F1-optimal confidence stored in the checkpoint by training.")
 @click.option("--iou-thresh", type=float, default=None, help="NMS IoU baked into the post-processing.")
 @click.option("--max-detections", type=int, default=None, help="K, rows of the detections output.")
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
@@ -125,6 +127,7 @@ def export(checkpoint, fmt, output, opset, nchw, no_post, split_outputs, batch, 
             raise UtodCliError("--split-outputs applies to the raw head: add --no-post (int8 exports are raw)")
         if max_arena is not None and not quantised:
             raise UtodCliError("--max-arena applies to int8 exports (--int8 or --format tflm)")
+        conf_thresh = resolve_for_model(conf_thresh, checkpoint, click.echo)
         ok = _export(checkpoint, fmt, output, opset, nchw, not no_post, split_outputs,
                      None if dynamic_batch else batch, conf_thresh, iou_thresh, max_detections, simplify, image_dir,
                      check_images, "int16" if int16 else ("int8" if quantised else None), calib_images, split,

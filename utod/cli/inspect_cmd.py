@@ -67,6 +67,7 @@ def checkpoint_report(path: str) -> dict[str, Any]:
         "step": extra.get("step"),
         "use_ema": extra.get("use_ema"),
         "metrics": metrics,
+        "diagnostics": extra.get("diagnostics"),  # F1-optimal confidence (utod.diagnostics.threshold)
         "model_config": cfg,
         "train_config": extra.get("train_config"),
     }
@@ -171,6 +172,11 @@ def render(report: dict[str, Any]) -> str:
         if metrics:
             lines.append("metrics: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                  for k, v in metrics.items()))
+        diag = report.get("diagnostics") or {}
+        if diag.get("f1_conf") is not None:
+            lines.append(f"F1-optimal conf: {diag['f1_conf']:g} (P {diag.get('precision', 0):.3f} R "
+                         f"{diag.get('recall', 0):.3f} F1 {diag.get('f1', 0):.3f} on validation, epoch "
+                         f"{diag.get('epoch')}; use --conf-thresh best)")
         if report.get("plugins"):
             lines.append("plugins:")
             plugins = report["plugins"]

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from utod.cli._common import UtodCliError, user_errors
+from utod.diagnostics.threshold import CONF_THRESH, resolve_for_model
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 CSV_COLUMNS = ("image", "frame", "class_id", "class_name", "score", "x1", "y1", "x2", "y2", "cx", "cy", "w", "h")
@@ -85,7 +86,9 @@ def draw(image_bgr: Any, rows: list[dict[str, Any]]) -> Any:
 @click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="predictions", show_default=True,
               help="Output folder for annotated images/videos and detections.json/.csv.")
-@click.option("--conf-thresh", type=float, default=None, help="Score threshold (default: the model's).")
+@click.option("--conf-thresh", type=CONF_THRESH, default=None,
+              help="Score threshold (default: the model's); 'best' (or 'f1'): the F1-optimal confidence "
+                   "stored in the .keras checkpoint by training.")
 @click.option("--iou-thresh", type=float, default=None, help="NMS IoU (default: the model's).")
 @click.option("--camera", type=int, default=None,
               help="Read frames from camera N (OpenCV index); stop with --max-frames or Ctrl-C.")
@@ -110,6 +113,7 @@ def predict(model_path, inputs, out_dir, conf_thresh, iou_thresh, camera, max_fr
         from utod.infer.load import load_detector
 
         out = check_writable_dir(out_dir)  # before any work: a read-only --out fails at once
+        conf_thresh = resolve_for_model(conf_thresh, model_path, click.echo)
         detector = load_detector(model_path)
         detector.batch_size = batch_size
         records: list[dict[str, Any]] = []
