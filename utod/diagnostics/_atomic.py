@@ -1,29 +1,21 @@
-"""Atomic file writes for the diagnostics, through :mod:`utod.atomic`: a reader (or a killed
-run) never sees half a file."""
+"""Atomic writes for the diagnostics, through the shared :mod:`utod.atomic` (temporary file in
+the same folder, fsync, rename), plus rendering a matplotlib figure to PNG bytes."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
+from utod.atomic import write_bytes as write_bytes_atomic
+from utod.atomic import write_text as write_text_atomic
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (``utod.atomic``, the one atomic-write utility:
-    temporary file in the same folder, fsync, rename; StorageError naming the path)."""
-    from utod.atomic import write_bytes
-
-    return write_bytes(path, data)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+__all__ = ["save_figure_atomic", "write_bytes_atomic", "write_text_atomic"]
 
 
 def save_figure_atomic(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Render a matplotlib ``Figure`` (Agg canvas) to PNG bytes and write them atomically."""
-    import io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
