@@ -4,8 +4,8 @@
   input size, anchors, ...) are used unless this run sets them (command line or YAML), so
   ``utod train --weights best.keras --image-dir mydata`` builds the same network.
 * Weights: every tensor whose name and shape match is copied; a different class count
-  changes only the class output of the head (``cls_out`` kernel and bias), which keeps its
-  fresh initialisation, and the log says so. Anchors come from the run's configuration
+  changes only the class output of the head (the tensors whose last axis is anchors x
+  classes), which keeps its fresh initialisation, and the log says so. Anchors come from the run's configuration
   (the checkpoint's unless ``--anchors`` / ``--auto-anchors`` asked otherwise); the head's
   learned ``wh_scale`` is copied only when the anchors are the checkpoint's.
 * Only the model: optimiser, EMA history, epoch and best mAP start fresh (use ``--resume``
@@ -80,8 +80,15 @@ def _short(name: str) -> str:
     return name.split(":")[0].removeprefix("ultratinyod/")
 
 
-def _is_class_output(name: str) -> bool:
-    return "cls_out/" in name
+def _is_class_output(saved: tuple[int, ...], built: tuple[int, ...], old_classes: int, new_classes: int) -> bool:
+    """A tensor of the head's class output: only its last axis differs, and by the class count
+    (``A * K_old`` vs ``A * K_new`` channels). Head-agnostic: no layer name is assumed."""
+    if old_classes <= 0 or new_classes <= 0 or old_classes == new_classes:
+        return False
+    if len(saved) != len(built) or not saved or saved[:-1] != built[:-1]:
+        return False
+    return saved[-1] % old_classes == 0 and built[-1] % new_classes == 0 and \
+        saved[-1] // old_classes == built[-1] // new_classes
 
 
 def load_initial_weights(model, path: str, log: Callable[[str], None] = print) -> InitReport:
@@ -127,7 +134,8 @@ def load_initial_weights(model, path: str, log: Callable[[str], None] = print) -
         if src is not None and tuple(src.shape) == tuple(var.shape):
             values[i] = src
             report.loaded += 1
-        elif _is_class_output(name) and old_classes != model.num_classes:
+        elif src is not None and _is_class_output(tuple(src.shape), tuple(var.shape), old_classes,
+                                                  int(model.num_classes)):
             report.reinitialised.append(name)
             report.class_change = (old_classes, int(model.num_classes))
         else:

@@ -70,6 +70,7 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("keep_checkpoints", 1, math.inf, True),
     ("num_workers", 1, math.inf, True),
     ("num_classes", 1, math.inf, True),
+    ("patience", 0, math.inf, True),
 )
 
 

@@ -145,8 +145,8 @@ class DiagnosticsCallback:
                     break
                 write_mosaic(d / f"val_batch{b}.jpg", images[sl], result.ground_truth[sl], result.detections[sl],
                              a.class_names, a.conf)
-            report.write_summary_json(d, s, epoch=int(result.epoch), map50=float(result.metrics.get("map50", 0.0)),
-                                      map50_95=float(result.metrics.get("map50_95", 0.0)))
+            report.write_summary_json(d, s, epoch=int(result.epoch), map50=report._finite(result.metrics.get("map50")),
+                                      map50_95=report._finite(result.metrics.get("map50_95")))
         except Exception as exc:  # a drawing problem must never stop training
             run.log(f"  (could not write the diagnostics figures: {exc})")
         self._last_draw = time.perf_counter()

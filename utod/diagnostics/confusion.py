@@ -33,7 +33,7 @@ def confusion_matrix(ground_truth: Sequence[GroundTruth], detections: Sequence[D
         keep_g = (gl >= 0) & (gl < c)
         gb, gl = gb[keep_g], gl[keep_g]
         db, ds, dl = _boxes(det[0]), np.asarray(det[1], np.float64).reshape(-1), np.asarray(det[2], np.int64).reshape(-1)
-        keep = (ds >= conf) & (dl >= 0) & (dl < c)
+        keep = (ds >= conf) & (dl >= 0) & (dl < c) & np.isfinite(db).all(axis=1)  # NaN scores fail ">="
         db, ds, dl = db[keep], ds[keep], dl[keep]
         g_used = np.zeros(len(gl), bool)
         d_used = np.zeros(len(dl), bool)

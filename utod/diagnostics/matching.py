@@ -94,8 +94,9 @@ def match_all(ground_truth: Sequence[GroundTruth], detections: Sequence[Detectio
         gt = (_boxes(gt[0])[gt_keep], gl[gt_keep])
         num_gt += np.bincount(gt[1], minlength=num_classes)
         ds, dl = np.asarray(det[1], np.float64).reshape(-1), np.asarray(det[2], np.int64).reshape(-1)
-        keep = (dl >= 0) & (dl < num_classes)
-        det = (_boxes(det[0])[keep], ds[keep], dl[keep])
+        db = _boxes(det[0])
+        keep = (dl >= 0) & (dl < num_classes) & np.isfinite(ds) & np.isfinite(db).all(axis=1)  # never score NaN
+        det = (db[keep], ds[keep], dl[keep])
         m = match_image(gt, det, iou_thresh=iou_thresh, img_size=img_size)
         scores.append(det[1])
         labels.append(det[2])

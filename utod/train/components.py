@@ -155,6 +155,10 @@ def build_components(plan: TrainPlan, registry, strategy, log: Callable[[str], N
     train_data, val_data = _pipelines(plan, registry)
     with strategy.scope():
         model = build_model(plan.model_cfg, registry)
+        if cfg.weights and not plan.resuming:  # --weights: before the EMA shadow copies the weights
+            from utod.finetune import load_initial_weights
+
+            load_initial_weights(model, cfg.weights, log)
         eval_model = build_model(plan.model_cfg, registry) if cfg.use_ema else model
         ema = _ema(cfg, model, int(train_data.steps_per_epoch) * cfg.epochs, log)
         schedule, optimizer = _optimizer(cfg, int(train_data.steps_per_epoch))

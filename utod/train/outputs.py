@@ -317,7 +317,8 @@ class CheckpointWriter(Callback):
         metrics = epoch.eval.metrics if epoch.eval is not None else {}
         map50 = float(metrics.get("map50", 0.0)) if metrics else 0.0
         extra = {"epoch": epoch.epoch, "step": run.state.global_step, "metrics": metrics,
-                 "train_config": run.cfg.to_dict(), "plugins": run.plan.plugins, "use_ema": bool(run.cfg.use_ema)}
+                 "train_config": run.cfg.to_dict(), "plugins": run.plan.plugins, "use_ema": bool(run.cfg.use_ema),
+                 **run.extras.get("checkpoint_extra", {})}  # from other callbacks (diagnostics: F1-optimal conf)
         last = self.run_dir / checkpoint_name("last", epoch.epoch, map50)
         save_checkpoint(last, run.eval_model, extra)
         publish_alias(last, self.run_dir / "last.keras")

@@ -35,23 +35,29 @@ def run_training(cli_given: dict[str, Any], config_file: str | None = None,
     from utod.train.setup import resolve_config
 
     resolved = resolve_config(cli_given, config_file)  # every setting validated here
-    role = worker_role(resolved.cfg.strategy)
+    from utod.devices import apply_device, parse_device, strategy_for
+
+    device = parse_device(resolved.cfg.device)
+    apply_device(device, log)  # --device: before TensorFlow starts, before any write
+    strategy_name = strategy_for(device, resolved.cfg.strategy)
+    role = worker_role(strategy_name)
     write_dir = write_dir_for(resolved.run_dir, role, resolved.resuming)
     if not role.is_chief:
         log(f"Worker {role.task_type}:{role.task_id} of {role.num_workers}: the chief writes the run folder "
             f"{resolved.run_dir}; this worker writes to {write_dir}")
     lock = RunLock(write_dir, log=log)
     try:
-        return _train(resolved, lock, write_dir, role.is_chief, callbacks, log)
+        return _train(resolved, strategy_name, lock, write_dir, role.is_chief, callbacks, log)
     finally:
         lock.release()
         release_write_dir(write_dir, resolved.run_dir)
 
 
-def _train(resolved, lock, write_dir: Path, is_chief: bool, callbacks: Sequence[Any], log: Callable[[str], None]):
+def _train(resolved, strategy_name: str, lock, write_dir: Path, is_chief: bool, callbacks: Sequence[Any],
+           log: Callable[[str], None]):
     # the strategy first: logical devices and collective ops are fixed when TensorFlow starts
-    configure_devices(resolved.cfg.strategy)
-    strategy = make_strategy(resolved.cfg.strategy)
+    configure_devices(strategy_name)
+    strategy = make_strategy(strategy_name)
     from utod.registry import get_registry, warn_failures
     from utod.train.plan import make_plan, write_run_files
 
@@ -70,9 +76,28 @@ def _train(resolved, lock, write_dir: Path, is_chief: bool, callbacks: Sequence[
         log("Mixed precision: float16 compute, float32 loss and weights.")
     try:
         parts = build_components(plan, registry, strategy, log)
-        trainer = Trainer(plan, parts, [*default_callbacks(plan), *callbacks], log)
+        trainer = Trainer(plan, parts, [*default_callbacks(plan), *_option_callbacks(plan, registry, log), *callbacks],
+                          log)
         trainer.fit()
     finally:
         if cfg.use_amp:  # the policy is process-wide: do not leak it into later work
             keras.mixed_precision.set_global_policy("float32")
     return trainer
+
+
+def _option_callbacks(plan, registry, log: Callable[[str], None]) -> list[Any]:
+    """Callbacks the run's settings ask for: the run-folder diagnostics (with a validation
+    split) and early stopping (``--patience``)."""
+    out: list[Any] = []
+    if plan.has_validation:
+        from utod.diagnostics.callback import DiagnosticsCallback
+
+        out.append(DiagnosticsCallback(registry=registry))
+    if plan.cfg.patience:
+        if plan.has_validation:
+            from utod.train.early_stop import EarlyStopping
+
+            out.append(EarlyStopping(plan.cfg.patience))
+        else:
+            log(f"--patience {plan.cfg.patience} has no effect: there is no validation split")
+    return out

@@ -89,6 +89,10 @@ def resolve_config(cli_given: dict[str, Any], config_file: str | None) -> Resolv
     merged.update(from_yaml)
     merged.update(cli)
     complete_split_shares(merged)
+    if merged.get("weights"):  # --weights: the checkpoint's network settings unless set above
+        from utod.finetune import checkpoint_settings
+
+        merged.update(checkpoint_settings(str(merged["weights"]), merged))
     used_default = not (merged.get("image_dir") or merged.get("data") or merged.get("train_list"))
     if used_default:
         for k, v in DEFAULT_DATA_SETTINGS.items():
