@@ -28,6 +28,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from utod.errors import ConfigError
 
@@ -86,6 +87,27 @@ class WorkerRole:
                                              and not self._has_chief)
 
     _has_chief: bool = False
+
+
+def sum_and_clip(grads: list, clip_norm: float | None) -> tuple[list, Any]:
+    """In a replica context: the replicas' gradients summed (what the optimiser applies; apply
+    them with ``skip_gradients_aggregation=True``), clipped by the global norm of that sum
+    when ``clip_norm > 0``. Returns ``(gradients, global norm before clipping)``.
+
+    Clipping the *sum* keeps ``--grad-clip-norm`` meaning what it means on one device (each
+    replica clipping its own share would clip at ``replicas`` times the norm), and the norm
+    is the same on every replica and equal to a one-device run's, so a loss-scaling mistake
+    (a gradient ``replicas`` times too large or small) shows in ``train_grad_norm``.
+    With one replica nothing is communicated."""
+    from utod._keras import tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    norm = tf.linalg.global_norm(grads)
+    if clip_norm and clip_norm > 0:
+        grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
+    return grads, norm
 
 
 def worker_role(strategy: str) -> WorkerRole:

@@ -21,6 +21,7 @@ from utod.train.callbacks import Callback, EpochEnd, EvalResult, RunContext, Ste
 RESULT_COLUMNS = [
     "epoch", "time_s", "lr", "img_per_s",
     "train_loss", "train_box", "train_obj", "train_cls", "train_quality", "train_distill",
+    "train_grad_norm",
     "val_loss", "val_box", "val_obj", "val_cls", "val_quality",
     "map50_95", "map50", "precision", "recall",
 ]

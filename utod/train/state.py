@@ -22,8 +22,9 @@ from utod._keras import tf
 from utod.faults import fault_point
 from utod.loss import LOSS_KEYS
 
-STEP_KEYS = (*LOSS_KEYS, "distill")
-"""The per-step values the epoch sums cover (their order in ``epoch_loss_sums``)."""
+STEP_KEYS = (*LOSS_KEYS, "distill", "grad_norm")
+"""The per-step values the epoch sums cover (their order in ``epoch_loss_sums``); ``grad_norm``
+is the global norm of the summed gradient before clipping."""
 
 
 class TrainState:

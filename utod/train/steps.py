@@ -12,6 +12,7 @@ from utod._keras import tf
 from utod.graph import GraphFunction
 from utod.loss import LOSS_KEYS
 from utod.train.components import Components
+from utod.train.distribution import sum_and_clip
 from utod.train.update import AdamWKernels
 
 
@@ -59,12 +60,12 @@ def _replica_step(parts: Components, cfg, variables, kernels):
         if cfg.use_amp:
             grads = opt.get_unscaled_gradients(grads)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-        if cfg.grad_clip_norm and cfg.grad_clip_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip_norm)
+        # the replicas' sum, clipped by its global norm (as on one device): utod.train.distribution
+        grads, out["grad_norm"] = sum_and_clip(grads, cfg.grad_clip_norm)
         if kernels is not None:  # the same AdamW, two fused kernels per variable
             kernels.apply(grads)
         else:
-            opt.apply_gradients(zip(grads, variables))
+            opt.apply_gradients(zip(grads, variables), skip_gradients_aggregation=replicas > 1)
         return out
 
     return replica_step
