@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from utod.data.boxes_np import pairwise_iou
+
 GroundTruth = tuple[np.ndarray, np.ndarray]  # boxes [N,4] normalised cxcywh, labels [N]
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [K,4], scores [K], labels [K]
 
@@ -58,17 +60,6 @@ def cxcywh_to_pixel_xywh(boxes: np.ndarray, img_size: tuple[int, int]) -> np.nda
     out[:, 2] = b[:, 2] * w
     out[:, 3] = b[:, 3] * h
     return out
-
-
-def _iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix [len(a), len(b)] of pixel xywh boxes (same formula as COCO, no +1)."""
-    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def precision_recall_at(
@@ -102,7 +93,7 @@ def precision_recall_at(
             if len(gsel) == 0:
                 continue
             order = dsel[np.argsort(-ds[dsel], kind="stable")]
-            ious = _iou_xywh(d[order], g[gsel])
+            ious = pairwise_iou(d[order], g[gsel], "xywh")  # COCO's formula, no eps
             matched = np.zeros(len(gsel), bool)
             for row in ious:
                 row = np.where(matched, -1.0, row)
