@@ -1,8 +1,9 @@
 """`utod eval` / `utod predict` throughput per format (prints numbers; not a test).
 
 Builds the N model (width 64, seed README configuration, untrained: speed does not depend on
-the weights), saves it as ``.keras`` and exports it to ONNX and TFLite (float, post-processing
-inside, ``--conf-thresh 0.001`` as advised for mAP files), generates ``--images`` labelled
+the weights), saves it as ``.keras`` and exports it to ONNX (batch 1, as ``utod export``
+writes by default, and ``--dynamic-batch``) and TFLite (float), post-processing inside and
+``--conf-thresh 0.001`` as advised for mAP files, generates ``--images`` labelled
 640x640 JPEGs and a 640x480 video of ``--frames`` frames, then runs the commands in-process
 through the CLI (so the numbers are what a user gets) and prints, per format:
 
@@ -14,9 +15,10 @@ through the CLI (so the numbers are what a user gets) and prints, per format:
 The machine is shared (8 engineers on 2 cores when these numbers were taken): the load
 average before and after is printed; compare runs only at similar load.
 
-    python bench/bench_infer.py [--images 300] [--frames 300] [--formats keras,onnx,tflite]
+    python bench/bench_infer.py [--images 300] [--frames 300] [--formats keras,onnx,onnx_dynamic,tflite]
 
-``measure(folder, video, models)`` is importable (``bench_epoch`` calls it).
+``export_models(folder, formats)`` and ``measure(folder, video, models, work)`` are importable
+(for ``bench_epoch``'s eval/predict section).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 from bench_export import load_average, n_model  # same folder: run as `python bench/bench_infer.py`
 from bench_pipeline import make_images
 
-FORMATS = ("keras", "onnx", "tflite")
+FORMATS = ("keras", "onnx", "onnx_dynamic", "tflite")
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int] = (480, 640), fps: float = 30.0) -> None:
@@ -53,7 +55,8 @@ def make_video(path: Path, frames: int, size: tuple[int, int] = (480, 640), fps:
 
 
 def export_models(folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """The N model as .keras, .onnx and .tflite (post-processing inside, conf 0.001)."""
+    """The N model as .keras, .onnx (batch 1, and dynamic batch) and .tflite (batch 1),
+    post-processing inside, conf 0.001."""
     from utod.export import export_onnx, export_tflite
     from utod.model.io import save_checkpoint
 
@@ -62,6 +65,9 @@ def export_models(folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
     if "onnx" in formats:
         paths["onnx"] = folder / "n.onnx"
         export_onnx(model, paths["onnx"], post=True, conf_thresh=0.001)
+    if "onnx_dynamic" in formats:  # `utod export --dynamic-batch`: runs whole batches
+        paths["onnx_dynamic"] = folder / "n_dynamic.onnx"
+        export_onnx(model, paths["onnx_dynamic"], post=True, conf_thresh=0.001, batch=None)
     if "tflite" in formats:
         paths["tflite"] = folder / "n.tflite"
         export_tflite(model, paths["tflite"], post=True, conf_thresh=0.001, log=lambda m: None)
@@ -136,10 +142,10 @@ def main() -> None:
         rows = measure(data, video, models, tmp)
     print(f"\n=== bench_infer (N model, 64x64, {os.cpu_count()} cores; load average before {load_before}, "
           f"after {load_average()}) ===")
-    print(f"{'format':<8} {'eval img/s':>11} {'(steady)':>9} {'eval wall s':>12} {'predict img/s':>14} "
+    print(f"{'format':<12} {'eval img/s':>11} {'(steady)':>9} {'eval wall s':>12} {'predict img/s':>14} "
           f"{'video fps':>10}")
     for r in rows:
-        print(f"{r['format']:<8} {r['eval_img_s']:>11.1f} {r['eval_steady_img_s']:>9.1f} {r['eval_wall_s']:>12.1f} "
+        print(f"{r['format']:<12} {r['eval_img_s']:>11.1f} {r['eval_steady_img_s']:>9.1f} {r['eval_wall_s']:>12.1f} "
               f"{r['predict_img_s']:>14.1f} {r.get('video_fps', float('nan')):>10.1f}")
     print("eval img/s: read + preprocess + detect (COCO scoring and model loading excluded; steady: after "
           "the first batch, which includes compiling); eval wall: the whole command in-process")
