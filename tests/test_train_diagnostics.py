@@ -135,3 +135,13 @@ def test_device_that_does_not_exist_is_one_line_exit_2(shapes_dir, tmp_path):
     res = CliRunner().invoke(cli, ["train", "--image-dir", str(shapes_dir), "--device", "gpu0",
                                    "--ckpt-out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "--device gpu0" in res.output
+
+
+def test_eval_reports_the_f1_optimal_confidence(trained, shapes_dir):
+    run, _ = trained
+    res = CliRunner().invoke(cli, ["eval", str(run / "best.keras"), "--data", str(shapes_dir)])
+    assert res.exit_code == 0, res.output
+    assert "F1-optimal conf" in res.output
+    res = CliRunner().invoke(cli, ["eval", str(run / "best.keras"), "--data", str(shapes_dir), "--json"])
+    out = json.loads(res.output[res.output.index("{"):])
+    assert {"f1_conf", "precision", "recall", "per_class"} <= set(out["diagnostics"])

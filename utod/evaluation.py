@@ -194,7 +194,12 @@ def evaluate_detector(detector: Any, items: Sequence[Any], *, conf_thresh: float
     t0 = time.perf_counter()
     dets = detector.detect_files([it.image_path for it in items], conf, iou, batch_size)
     detect_s = time.perf_counter() - t0
-    result = DetectionScorer.of(info, eval_conf_thresh).score(gts, dets)
+    scorer = DetectionScorer.of(info, eval_conf_thresh)
+    result = scorer.score(gts, dets)
+    from utod.diagnostics.report import analyse, summary  # the F1-optimal confidence, as in training
+
+    result["diagnostics"] = summary(analyse(gts, dets, scorer.class_names, img_size=scorer.img_size,
+                                            fallback_conf=scorer.pr_conf_thresh), scorer.pr_conf_thresh)
     baked = info.has_postprocess
     result.update(
         effective_conf_thresh=conf,

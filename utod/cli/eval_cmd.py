@@ -67,6 +67,13 @@ def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_th
                 click.echo(f"kernels: {describe_kernels(used)}")
             click.echo(decode_note(result, detector.info))
             click.echo(format_report(result))
+            from utod.diagnostics.report import f1_line, threshold_advice
+
+            diag = result["diagnostics"]
+            click.echo(f1_line(diag, "--pr-conf-thresh").strip())
+            hint = threshold_advice(diag, "--pr-conf-thresh")
+            if hint:
+                click.echo(hint.strip())
             click.echo(f"read + preprocess + detect: {detector.last_run.summary()} "
                        f"({detector.kind}, {detector.batching()})")
 

@@ -113,19 +113,19 @@ def summary(a: Analysis, conf_thresh: float) -> dict[str, Any]:
     }
 
 
-def f1_line(s: dict[str, Any]) -> str:
+def f1_line(s: dict[str, Any], flag: str = "--conf-thresh") -> str:
     """One console line: the F1-optimal threshold and what it gives."""
     if s["f1_conf"] is None:
         return (f"  F1-optimal conf: none (no detection matches a ground-truth box at IoU 0.5; "
                 f"highest score {s['max_score']:.3f})")
     return (f"  F1-optimal conf {s['f1_conf']:.3f}: P={s['precision']:.3f} R={s['recall']:.3f} F1={s['f1']:.3f} "
-            f"(at --conf-thresh {s['conf_thresh']:g}: P={s['at_conf_thresh']['precision']:.3f} "
+            f"(at {flag} {s['conf_thresh']:g}: P={s['at_conf_thresh']['precision']:.3f} "
             f"R={s['at_conf_thresh']['recall']:.3f})")
 
 
-def threshold_advice(s: dict[str, Any]) -> str | None:
-    """A hint when the configured threshold hides what the model finds: P and R at
-    ``--conf-thresh`` are 0 (or F1 there is under half the best) while a lower threshold works."""
+def threshold_advice(s: dict[str, Any], flag: str = "--conf-thresh") -> str | None:
+    """A hint when the configured threshold (``flag``) hides what the model finds: P and R
+    there are 0 (or F1 there is under half the best) while another threshold works."""
     best = s["f1_conf"]
     if best is None:
         return None
@@ -134,11 +134,11 @@ def threshold_advice(s: dict[str, Any]) -> str | None:
     weak = at["f1"] < 0.5 * s["f1"]
     if not (dead or weak):
         return None
-    why = (f"no detection scores reach --conf-thresh {s['conf_thresh']:g} (highest score {s['max_score']:.3f})"
+    why = (f"no detection scores reach {flag} {s['conf_thresh']:g} (highest score {s['max_score']:.3f})"
            if s["max_score"] < s["conf_thresh"] else
-           f"at --conf-thresh {s['conf_thresh']:g} F1 is {at['f1']:.3f}, at {best:.3f} it is {s['f1']:.3f}")
-    return (f"  hint: {why}. Use --conf-thresh {best:.3f} (train/eval --pr-conf-thresh), or "
-            f"`--conf-thresh best` with utod predict / export (the F1-optimal value stored in the checkpoint)")
+           f"at {flag} {s['conf_thresh']:g} F1 is {at['f1']:.3f}, at {best:.3f} it is {s['f1']:.3f}")
+    return (f"  hint: {why}. Use {flag} {best:.3f}; `utod predict` / `utod export` with --conf-thresh best "
+            f"use the F1-optimal value stored in the checkpoint")
 
 
 def format_per_class(s: dict[str, Any]) -> str:
