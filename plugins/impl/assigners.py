@@ -15,9 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from utod._keras import tf
-from utod.boxes import grid_offsets
-from utod.components import Assignment
-from utod.sdk import boxes
+from utod.sdk import Assignment, boxes
 
 SIMOTA_IOU_EPS = 1e-6
 """The reference SimOTA's pairwise-IoU epsilon (the box losses use 1e-7)."""
@@ -196,10 +194,10 @@ class SimOTAAssigner:
         iou = tf.where(tf.math.is_finite(iou), iou, 0.0)
 
         # Cell centres of every prediction, [N] in flattened (a, j, i) order.
-        gx, gy = grid_offsets(height, width)
+        centre_x, centre_y = boxes.cell_centres(height, width)
         wf, hf = tf.cast(width, tf.float32), tf.cast(height, tf.float32)
-        px = tf.tile(tf.reshape((gx + 0.5) / wf, [-1]), [n_anchor])[None, None, :]
-        py = tf.tile(tf.reshape((gy + 0.5) / hf, [-1]), [n_anchor])[None, None, :]
+        px = tf.tile(tf.reshape(centre_x, [-1]), [n_anchor])[None, None, :]
+        py = tf.tile(tf.reshape(centre_y, [-1]), [n_anchor])[None, None, :]
         gcx, gcy = gt[:, :, None, 0], gt[:, :, None, 1]
         gw, gh = gt[:, :, None, 2], gt[:, :, None, 3]
         in_box = (px > gcx - gw / 2) & (px < gcx + gw / 2) & (py > gcy - gh / 2) & (py < gcy + gh / 2)

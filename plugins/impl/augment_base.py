@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from utod.components import Sample
+from utod.sdk import Sample
 
 FILL_GRAY = 114.0 / 255.0
 """Canvas colour of Mosaic / RandomScale (the seed's 114 gray)."""

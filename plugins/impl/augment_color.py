@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 from utod_plugins.impl.augment_base import Transform, odd_kernel, randint, value_range
 
-from utod.components import Sample
-from utod.data.boxes_np import to_float, to_uint8
+from utod.sdk import Sample
+from utod.sdk.boxes_np import to_float, to_uint8
 
 _X = np.arange(256, dtype=np.float32)
 

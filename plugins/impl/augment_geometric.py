@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from utod_plugins.impl.augment_base import FILL_GRAY, Transform, randint, resize_linear, value_range
 
-from utod.components import Sample
-from utod.data.boxes_np import clip_and_filter, cxcywh_to_xyxy, filter_min_area, xyxy_to_cxcywh
+from utod.sdk import Sample
+from utod.sdk.boxes_np import clip_and_filter, cxcywh_to_xyxy, filter_min_area, xyxy_to_cxcywh
 
 MIN_BOX_AREA = 1e-6
 

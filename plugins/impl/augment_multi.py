@@ -21,8 +21,8 @@ from utod_plugins.impl.augment_base import (
     value_range,
 )
 
-from utod.components import Sample
-from utod.data.boxes_np import clip_and_filter, cxcywh_to_xyxy, xyxy_to_cxcywh
+from utod.sdk import Sample
+from utod.sdk.boxes_np import clip_and_filter, cxcywh_to_xyxy, xyxy_to_cxcywh
 
 MIN_BOX_AREA = 1e-6
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from utod._keras import keras, tf
-from utod.components import HeadContext
 from utod.model.blocks import (
     CONV_MODES,
     PRIOR_BIAS,
@@ -20,6 +19,7 @@ from utod.model.blocks import (
     spatial_block,
 )
 from utod.model.upsample import upsample_nearest_2x
+from utod.sdk import HeadContext
 
 
 class UltraTinyODHead(keras.layers.Layer):
