@@ -146,3 +146,10 @@ def test_head_contract_needs_a_declared_score_mode():
 
     with pytest.raises(kit.ContractError, match="default_score_mode"):
         kit.check_head(NoMode)
+
+
+def test_every_kind_has_a_protocol_and_a_check():
+    from utod.components import PROTOCOL_FOR_KIND
+
+    assert set(PROTOCOL_FOR_KIND) == set(KINDS)
+    assert set(kit.CHECKS) | {"head"} == set(KINDS)  # heads are checked through their factory

@@ -89,3 +89,12 @@ def test_ciou_alpha_is_constant_in_backward():
         d = boxes.diou(p, tf.constant([T], tf.float64))
     grad = tape.gradient(c, p).numpy()
     assert np.isfinite(grad).all() and not np.allclose(grad, tape.gradient(d, p).numpy())
+
+
+def test_importing_the_sdk_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, utod.sdk, utod.sdk.boxes_np; from utod.sdk import Sample, Assigner, PROTOCOL_FOR_KIND; "
+            "assert 'tensorflow' not in sys.modules, 'utod.sdk imported TensorFlow'")
+    subprocess.run([sys.executable, "-c", code], check=True)
