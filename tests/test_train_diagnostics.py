@@ -115,11 +115,16 @@ def test_weights_with_another_class_count_fine_tunes(trained, shapes_dir, tmp_pa
 def test_patience_stops_when_map_stops_improving(shapes_dir, tmp_path):
     # --lr 1e-12 without BatchNorm: the float32 weights do not change (updates below their precision),
     # so mAP@0.5 is the same every evaluation
+    from utod._keras import tf
+
     run = tmp_path / "p"
+    # --device cpu as well (in this process only where TensorFlow has no GPU to hide any more)
+    device = [] if tf.config.list_physical_devices("GPU") else ["--device", "cpu"]
     res = CliRunner().invoke(cli, ["train", "--image-dir", str(shapes_dir), "--epochs", "6", "--img-size", "32",
                                    "--cnn-width", "8", "--batch-size", "8", "--lr", "1e-12", "--patience", "1",
-                                   "--ckpt-out", str(run), "--cache-dir", str(tmp_path / "cache")])
+                                   "--ckpt-out", str(run), "--cache-dir", str(tmp_path / "cache"), *device])
     assert res.exit_code == 0, res.output
+    assert not device or "Device: CPU" in res.output
     assert "Early stop (--patience 1)" in res.output
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
