@@ -47,7 +47,7 @@ def _draw(tile: np.ndarray, boxes: np.ndarray, labels: np.ndarray, scores: np.nd
         colour = _palette(k)
         x1, y1 = int(round((cx - bw / 2) * w)), int(round((cy - bh / 2) * h))
         x2, y2 = int(round((cx + bw / 2) * w)), int(round((cy + bh / 2) * h))
-        cv2.rectangle(tile, (x1, y1), (x2, y2), colour, 1, cv2.LINE_AA)
+        cv2.rectangle(tile, (x1, y1), (x2, y2), colour, 2, cv2.LINE_AA)
         name = names[k] if 0 <= k < len(names) else str(k)
         text = name if scores is None else f"{name} {float(scores[i]):.2f}"
         cv2.putText(tile, text, (max(0, x1) + 1, max(9, y1 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.32, colour, 1,
