@@ -310,12 +310,15 @@ def check_epochs_left(run_dir: Path, epochs: int) -> None:
                       f"--epochs greater than {done} to train more (nothing was changed)")
 
 
-def restore_newest_intact(checkpoint: Any, run_dir: Path, latest: str | None, log=print) -> str | None:
+def restore_newest_intact(checkpoint: Any, run_dir: Path, latest: str | None, log=print,
+                          check: Any = None) -> str | None:
     """Restore ``checkpoint`` (a ``tf.train.Checkpoint``) from the newest train state that reads
     back whole: the index's latest first, then every other state on disk, newest first (a lost
     ``checkpoint`` index file or a truncated newest state falls back to the older one). Returns
     its prefix, ``None`` when there is no state; ConfigError when states exist but none reads
-    (nothing is changed then)."""
+    (nothing is changed then). ``check()``, called after each restore, returns a problem
+    with the restored values (e.g. non-finite weights) or None; a state with a problem is
+    passed over like a damaged one."""
     candidates = [latest] if latest else []
     candidates += [p for p in saved_states(run_dir) if p != latest]
     failed: list[str] = []
@@ -326,8 +329,12 @@ def restore_newest_intact(checkpoint: Any, run_dir: Path, latest: str | None, lo
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             failed.append(f"{Path(prefix).name} ({type(exc).__name__}: {first[:160]})")
             continue
+        problem = check() if check is not None else None
+        if problem:
+            failed.append(f"{Path(prefix).name} ({problem})")
+            continue
         if failed and log is not None:
-            log(f"warning: train state {', '.join(failed)} cannot be read; resumed from the older {prefix}")
+            log(f"warning: train state {', '.join(failed)} cannot be used; resumed from the older {prefix}")
         return prefix
     if failed:
         raise ConfigError(f"cannot resume {run_dir}: no train state reads back ({'; '.join(failed)}); nothing was "

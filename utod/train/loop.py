@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from utod._keras import tf
+from utod.errors import NonFiniteError
 from utod.evaluation import DecodeSettings
 from utod.train.callbacks import CallbackList, EpochEnd, RunContext, SaveEnd, StepEnd, TrainEnd, TrainStart
 from utod.train.components import Components
@@ -30,8 +31,9 @@ from utod.train.steps import CompiledSteps
 from utod.train.validate import Validator
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(NonFiniteError):
+    """Training met a NaN/Inf loss or weights: one line (exit 2 from the CLI) naming the
+    newest train state verified finite, or saying there is none."""
 
 
 @contextlib.contextmanager
@@ -105,8 +107,8 @@ class Trainer:
                 self.log("No saved train state in this run folder; starting from epoch 1.")
             return 0, 0
         epoch, step = got
-        self.log(f"Resumed {self.state.latest}: {epoch} epoch(s) done, {step} step(s) into epoch {epoch + 1}, "
-                 f"optimizer step {self.state.global_step}, best mAP@0.5 {max(0.0, self.state.best):.5f}")
+        self.log(f"Resumed {self.state.verified}: {epoch} epoch(s) done, {step} step(s) into epoch {epoch + 1}, "
+                 f"optimizer step {self.state.global_step}, best mAP@0.5 {self._best_text()}")
         return epoch, step
 
     def _save(self, kind: str) -> str:
@@ -161,12 +163,12 @@ class Trainer:
             self._end("signal", f"Stopped. State saved to {path}; continue with: utod train --resume "
                                 f"{self.plan.run_dir}")
             raise KeyboardInterrupt
-        best = max(0.0, self.state.best)
+        best = self._best_text()
         if self.run.stop_requested:
             self._end("early_stop", f"Stopped early after epoch {int(self.state.epoch.numpy())}: "
-                                    f"{self.run.stop_reason}. Best mAP@0.5 {best:.5f}; outputs in {self.plan.run_dir}")
+                                    f"{self.run.stop_reason}. Best mAP@0.5 {best}; outputs in {self.plan.run_dir}")
         else:
-            self._end("finished", f"Done. Best mAP@0.5 {best:.5f}; outputs in {self.plan.run_dir}")
+            self._end("finished", f"Done. Best mAP@0.5 {best}; outputs in {self.plan.run_dir}")
         return self.last_metrics
 
     def _epochs(self, start_epoch: int, skip_steps: int) -> None:
@@ -192,7 +194,7 @@ class Trainer:
             self._end("signal", "", error=exc)
             return
         message = ""
-        if not isinstance(exc, NonFiniteLossError):
+        if not isinstance(exc, NonFiniteError):
             message = (f"\nTraining stopped by an error (below). The state saved last remains: {last or 'none yet'}"
                        + (f"; once fixed, continue with: utod train --resume {self.plan.run_dir}" if last else ""))
             self.log(message)
@@ -239,9 +241,33 @@ class Trainer:
         return NonFiniteLossError(
             f"non-finite loss at step {self._global_step} (epoch {epoch + 1}, batch {step_idx}): "
             + ", ".join(f"{k}={v}" for k, v in vals.items())
-            + f". Training stopped; nothing from this step was saved. Last good train state: "
-              f"{self.state.latest or 'none yet'}; try a lower --lr or --grad-clip-norm, then --resume "
-              f"{self.plan.run_dir}")
+            + ". Training stopped; nothing from this step was saved. " + self._verified_advice())
+
+    def _best_text(self) -> str:
+        best = self.state.best
+        return f"{best:.5f}" if best >= 0 else "not available (no validation was scored)"
+
+    def _verified_advice(self) -> str:
+        """Where to continue from: only a train state verified finite is named."""
+        if self.state.verified:
+            return (f"Newest train state verified finite: {self.state.verified}; try a lower --lr or "
+                    f"--grad-clip-norm, then --resume {self.plan.run_dir} (or start a new run if it diverges again)")
+        return ("No train state with finite weights was saved; start a new run with a lower --lr or "
+                "--grad-clip-norm")
+
+    def _check_finite_weights(self, ep: int) -> None:
+        """Before anything is validated or written for epoch ``ep``: the trained and the
+        evaluated weights must be finite (a step can leave NaN weights behind a finite loss)."""
+        from utod.finite import nonfinite_variables
+
+        variables = list(self.parts.model.variables)
+        if self.parts.eval_model is not self.parts.model:
+            variables += list(self.parts.eval_model.variables)
+        bad = nonfinite_variables(variables)
+        if bad:
+            raise NonFiniteLossError(
+                f"the weights became non-finite in epoch {ep} (NaN/Inf in {len(bad)} variable(s), first {bad[0]}): "
+                f"nothing of this epoch was validated or saved. " + self._verified_advice())
 
     def _train_epoch(self, epoch: int, skip_steps: int, batches) -> tuple[dict[str, float], float, float]:
         cfg, steps = self.cfg, self.steps_per_epoch
@@ -282,12 +308,16 @@ class Trainer:
 
     def _end_epoch(self, ep: int, row: dict[str, Any]) -> None:
         self.parts.sync_eval_model()  # the weights evaluated and saved (EMA with --use-ema)
+        self._check_finite_weights(ep)
         result = None
         if self._evaluate_due(ep):
             result = self.validator.run(ep)
             row.update(result.metrics)
-            self.last_metrics = dict(result.metrics)
-            self.callbacks.call("on_eval_end", self.run, result)
+            if result.metrics.get("map50") is None:  # non-finite validation: not scored, never best
+                result = None
+            else:
+                self.last_metrics = dict(result.metrics)
+                self.callbacks.call("on_eval_end", self.run, result)
         is_best = result is not None and self.state.offer_best(float(result.metrics["map50"]))
         last = ep == self.cfg.epochs or self.run.stop_requested
         self.callbacks.call("on_epoch_end", self.run, EpochEnd(ep, row, result, is_best, self.state.best, last))

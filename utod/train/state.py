@@ -9,6 +9,12 @@ already done and sees exactly the data an uninterrupted run would.
 TensorFlow writes checkpoints atomically (data files first, then the ``checkpoint`` index
 by rename), so a ``kill -9`` at any moment leaves the previous state readable; the two
 newest states are kept.
+
+Integrity: a state is saved only when every variable in it is finite (NaN/Inf weights,
+EMA or optimiser moments raise :class:`~utod.errors.NonFiniteError` instead), so ``verified``
+names the newest state known to hold finite values. Restoring takes the newest state that
+reads back whole and is finite: a truncated newest file, or a lost ``checkpoint`` index,
+falls back to the older state on disk (:func:`utod.runfolder.restore_newest_intact`).
 """
 
 from __future__ import annotations
@@ -49,6 +55,14 @@ class TrainState:
         self.checkpoint = tf.train.Checkpoint(**items)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(run_dir / "train_state"),
                                                   max_to_keep=max_to_keep)
+        self.run_dir = Path(run_dir)
+        # everything the state holds that must be finite for a resume to make sense
+        self._checked = list(model.variables) + list(optimizer.variables)
+        if ema is not None:
+            self._checked += list(ema.shadow)
+        if distill is not None:
+            self._checked += list(getattr(distill, "trainable_variables", []) or [])
+        self.verified: str | None = None  # newest state saved or restored with finite values
 
     # ------------------------------------------------------------------ reading
     @property
@@ -69,11 +83,25 @@ class TrainState:
         return dict(zip(STEP_KEYS, self.epoch_loss_sums.numpy().tolist()))
 
     # ------------------------------------------------------------------ changing
-    def restore(self) -> tuple[int, int] | None:
-        """Load the newest saved state -> (epochs done, steps into the next epoch), or None."""
-        if not self.latest:
+    def nonfinite(self) -> list[str]:
+        """Names of the state's variables that hold NaN/Inf (empty: all finite)."""
+        from utod.finite import nonfinite_variables
+
+        return nonfinite_variables(self._checked)
+
+    def restore(self, log=print) -> tuple[int, int] | None:
+        """Load the newest saved state that reads back whole and holds finite values ->
+        (epochs done, steps into the next epoch), or None when there is none on disk."""
+        from utod.runfolder import restore_newest_intact
+
+        def finite() -> str | None:
+            bad = self.nonfinite()
+            return f"non-finite values in {len(bad)} variable(s), first {bad[0]}" if bad else None
+
+        prefix = restore_newest_intact(self.checkpoint, self.run_dir, self.latest, log=log, check=finite)
+        if prefix is None:
             return None
-        self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+        self.verified = prefix
         return int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
 
     def record_position(self, step_in_epoch: int, sums: dict[str, float]) -> None:
@@ -95,7 +123,24 @@ class TrainState:
         return False
 
     def save(self) -> str:
-        """Write the state (numbered by the optimiser step) -> its prefix."""
-        path = self.manager.save(checkpoint_number=self.global_step)
+        """Write the state (numbered by the optimiser step) -> its prefix. NonFiniteError
+        (nothing written) when any of its values is NaN/Inf; StorageError naming the folder
+        when it cannot be written (disk full, read-only)."""
+        from utod.errors import NonFiniteError, StorageError
+
+        bad = self.nonfinite()
+        if bad:
+            raise NonFiniteError(
+                f"the weights became non-finite (NaN/Inf in {len(bad)} variable(s), first {bad[0]}) at step "
+                f"{self.global_step}; this state was not saved. Newest train state verified finite: "
+                f"{self.verified or 'none'}; try a lower --lr or --grad-clip-norm"
+                + (f", then --resume {self.run_dir}" if self.verified else ", in a new run"))
+        try:
+            path = self.manager.save(checkpoint_number=self.global_step)
+        except (tf.errors.OpError, OSError) as exc:
+            reason = getattr(exc, "message", None) or str(exc)
+            raise StorageError(f"cannot write the train state in {self.run_dir / 'train_state'}: "
+                               f"{reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__}") from None
+        self.verified = path
         fault_point("state.saved")
         return path

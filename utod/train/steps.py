@@ -102,6 +102,8 @@ def make_eval_step(parts: Components, decode):
         anchors = model.effective_anchors()
         losses = loss_fn(raw, batch["boxes"], batch["labels"], batch["mask"], anchors)
         dets, num = decode_and_nms(raw, anchors, decode)
-        return {k: losses[k] for k in LOSS_KEYS}, dets, num
+        out = {k: losses[k] for k in LOSS_KEYS}
+        out["raw_finite"] = tf.reduce_all(tf.math.is_finite(raw))  # NaN/Inf outputs are never scored
+        return out, dets, num
 
     return GraphFunction(step, reduce_retracing=False)

@@ -12,6 +12,7 @@ validation.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +54,7 @@ class Validator:
         detections: list = [None] * len(self.image_paths)
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         batches = 0
+        self.outputs_finite = True
         pending: Future | None = None
         for batch in self.data.numpy_batches(0):
             losses, dets, num = self.step(batch)
@@ -61,6 +63,8 @@ class Validator:
             pending = self._host.submit(self._collect, detections, batch["index"], dets, num)
             for k in LOSS_KEYS:
                 sums[k] += float(losses[k].numpy())
+            if "raw_finite" in losses and not bool(losses["raw_finite"].numpy()):
+                self.outputs_finite = False
             batches += 1
         if pending is not None:
             pending.result()
@@ -69,8 +73,16 @@ class Validator:
     def run(self, epoch: int) -> EvalResult:
         t0 = time.perf_counter()
         losses, detections = self._forward_all()
+        metrics: dict[str, float | None] = {f"val_{'loss' if k == 'total' else k}": v for k, v in losses.items()}
+        if not self.outputs_finite or not all(math.isfinite(v) for v in losses.values()):
+            # NaN/Inf outputs decode to arbitrary boxes (even full-image ones with score 1): no score
+            metrics.update(map50_95=None, map50=None, precision=None, recall=None)
+            self.log(f"  val: loss={metrics['val_loss']:.4f}: the model's outputs are non-finite, so this validation "
+                     f"is not scored (mAP not available; no best checkpoint)")
+            return EvalResult(epoch=epoch, metrics=metrics, coco={}, image_paths=self.image_paths,
+                              ground_truth=self.ground_truth, detections=detections, img_size=self.scorer.img_size,
+                              class_names=self.scorer.class_names, seconds=time.perf_counter() - t0)
         coco = self.scorer.score(self.ground_truth, detections, size_ranges=False)  # none reported
-        metrics: dict[str, float] = {f"val_{'loss' if k == 'total' else k}": v for k, v in losses.items()}
         metrics.update(map50_95=float(coco["map"]), map50=float(coco["map50"]),
                        precision=float(coco["precision"]), recall=float(coco["recall"]))
         seconds = time.perf_counter() - t0
