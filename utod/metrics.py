@@ -197,6 +197,32 @@ def evaluate_detections(
         out["summary"] = "no detections: every AP is 0.0"
         return out
 
+    evaluator, text = _run_cocoeval(dataset, results, max_detections, size_ranges)
+    if size_ranges:
+        stats = [max(float(s), 0.0) for s in evaluator.stats]
+        out.update(dict(zip(COCO_STAT_NAMES, stats)))
+    else:
+        out.update(_all_range_stats(evaluator))
+        for key in SIZE_STAT_NAMES:
+            out.pop(key, None)
+
+    # precision: [T iou thresholds, R recall points, K classes, A area ranges, M maxDets]
+    prec = evaluator.eval["precision"]
+    cat_ids = evaluator.params.catIds
+    for k, cat_id in enumerate(cat_ids):
+        c = cat_id - 1
+        out["per_class"][names[c]]["ap"] = _mean_valid(prec[:, :, k, 0, -1])
+        out["per_class"][names[c]]["ap50"] = _mean_valid(prec[0, :, k, 0, -1])
+    out["summary"] = "\n".join(
+        line for line in text.splitlines() if line.strip().startswith("Average")
+    ) or "COCOeval over the 'all' area range only (no small/medium/large)"
+    return out
+
+
+def _run_cocoeval(dataset: dict[str, Any], results: list[dict[str, Any]], max_detections: int,
+                  size_ranges: bool) -> tuple[Any, str]:
+    """pycocotools' COCOeval (bbox) on the inputs of :func:`_coco_inputs` -> (the evaluator
+    after accumulate, and summarize's printed table when ``size_ranges``)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -214,25 +240,7 @@ def evaluate_detections(
         evaluator.accumulate()
         if size_ranges:
             evaluator.summarize()
-    if size_ranges:
-        stats = [max(float(s), 0.0) for s in evaluator.stats]
-        out.update(dict(zip(COCO_STAT_NAMES, stats)))
-    else:
-        out.update(_all_range_stats(evaluator))
-        for key in SIZE_STAT_NAMES:
-            out.pop(key, None)
-
-    # precision: [T iou thresholds, R recall points, K classes, A area ranges, M maxDets]
-    prec = evaluator.eval["precision"]
-    cat_ids = evaluator.params.catIds
-    for k, cat_id in enumerate(cat_ids):
-        c = cat_id - 1
-        out["per_class"][names[c]]["ap"] = _mean_valid(prec[:, :, k, 0, -1])
-        out["per_class"][names[c]]["ap50"] = _mean_valid(prec[0, :, k, 0, -1])
-    out["summary"] = "\n".join(
-        line for line in text.getvalue().splitlines() if line.strip().startswith("Average")
-    ) or "COCOeval over the 'all' area range only (no small/medium/large)"
-    return out
+    return evaluator, text.getvalue()
 
 
 def _all_range_stats(evaluator: Any) -> dict[str, float]:
