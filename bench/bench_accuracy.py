@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -44,10 +45,13 @@ def num_classes(folder: Path) -> int:
 
 def train(folder: Path, out: Path, name: str, epochs: int, flags: list[str]) -> dict:
     run_dir = out / folder.name / name
-    if (run_dir / "results.csv").is_file() and (run_dir / "last.keras").is_file():
+    if (run_dir / "bench_time.json").is_file():
         print(f"[{folder.name}/{name}] reusing {run_dir}", flush=True)
-        seconds = json.loads((run_dir / "bench_time.json").read_text())["seconds"]
+        stored = json.loads((run_dir / "bench_time.json").read_text())
+        seconds, rc = stored["seconds"], int(stored.get("exit", 0))
     else:
+        if run_dir.exists():  # an interrupted earlier attempt: start it again
+            shutil.rmtree(run_dir)
         cmd = [sys.executable, "-c", "from utod.cli import main; main()", "train", "--image-dir", str(folder),
                "--epochs", str(epochs), "--seed", "42", "--ckpt-out", str(run_dir), "--keep-checkpoints", "1",
                *flags]
@@ -58,10 +62,13 @@ def train(folder: Path, out: Path, name: str, epochs: int, flags: list[str]) -> 
         with log.open("w", encoding="utf-8") as fh:
             rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
         seconds = time.perf_counter() - t0
+        (run_dir / "bench_time.json").write_text(json.dumps({"seconds": seconds, "exit": rc}))
         if rc != 0:
-            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
-            raise SystemExit(f"[{folder.name}/{name}] utod train failed (exit {rc}); see {log}:\n" + "\n".join(tail))
-        (run_dir / "bench_time.json").write_text(json.dumps({"seconds": seconds}))
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-3:]
+            print(f"[{folder.name}/{name}] utod train FAILED (exit {rc}); see {log}:\n" + "\n".join(tail), flush=True)
+    if rc != 0 or not (run_dir / "last.keras").is_file():
+        return {"dataset": folder.name, "run": name, "epochs": 0, "seconds": seconds, "params": 0, "last50": 0.0,
+                "last5095": 0.0, "best50": 0.0, "best5095": 0.0, "best_epoch": 0, "failed": True}
     rows = list(csv.DictReader((run_dir / "results.csv").open(encoding="utf-8")))
     last = rows[-1]
     best = max(rows, key=lambda r: float(r["map50"]))  # first epoch with the highest mAP@0.5
@@ -88,6 +95,10 @@ def table(results: list[dict]) -> str:
              "best mAP@0.5:0.95 (epoch) | train s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
+        if r.get("failed"):
+            lines.append(f"| {r['dataset']} | {r['run']} | {r.get('width', '')} | failed (see its log) | | | | | "
+                         f"{r['seconds']:.0f} |")
+            continue
         lines.append(f"| {r['dataset']} | {r['run']} | {r.get('width', '')} | {r['params']:,} | {r['last50']:.3f} | "
                      f"{r['last5095']:.3f} | {r['best50']:.3f} | {r['best5095']:.3f} ({r['best_epoch']}) | "
                      f"{r['seconds']:.0f} |")
