@@ -223,3 +223,17 @@ def test_plugin_error_in_the_train_step_is_one_line_naming_the_plugin(tiny, tmp_
     assert "test_integrity_cli.py:" in line and "utod -v" in line
     verbose = CliRunner().invoke(cli, ["-v", *args, "--ckpt-out", str(tmp_path / "r2")])
     assert verbose.exit_code == 1 and "Traceback" in verbose.output
+
+
+def test_smallest_trainable_input_size_exports(tmp_path):
+    """8x8 (the smallest --img-size train accepts) exports and passes the parity check."""
+    from utod.model.config import ModelConfig
+    from utod.model.detector import build_model
+    from utod.model.io import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m8.keras", build_model(ModelConfig(img_size=(8, 8), num_classes=1,
+                                                                          cnn_width=8)))
+    for fmt in ("onnx", "tflite"):
+        res = CliRunner().invoke(cli, ["export", str(ckpt), "--format", fmt])
+        assert res.exit_code == 0, res.output
+        assert "-> OK" in res.output

@@ -238,3 +238,20 @@ def test_undecodable_images_are_reported_counted_and_left_out(shapes, tmp_path):
         assert str(p) not in listed
     assert len(listed.split()) == 10
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 1
+
+
+def test_resume_survives_a_lost_index_and_a_truncated_newest_state(shapes, tmp_path):
+    run = tmp_path / "states"
+    res = _train("--image-dir", str(shapes), "--epochs", "1", "--ckpt-out", str(run), "--save-interval", "1")
+    assert res.exit_code == 0, res.output
+    from utod.runfolder import saved_states
+
+    newest, older = saved_states(run)[:2]
+    (run / "train_state" / "checkpoint").unlink()  # the index is gone: the files still count
+    data = next((run / "train_state").glob(f"{Path(newest).name}.data-*"))
+    data.write_bytes(data.read_bytes()[:10])  # and the newest state is cut short
+    res = CliRunner().invoke(cli, ["train", "--resume", str(run), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert f"resumed from the older {older}" in res.output
+    assert (run / "best.keras").is_file()
+    assert [r["epoch"] for r in _rows(run)] == ["1", "2"]
