@@ -237,3 +237,19 @@ def test_smallest_trainable_input_size_exports(tmp_path):
         res = CliRunner().invoke(cli, ["export", str(ckpt), "--format", fmt])
         assert res.exit_code == 0, res.output
         assert "-> OK" in res.output
+
+
+def test_eval_of_an_export_with_nonfinite_outputs_is_refused(tiny, tmp_path):
+    """An exported file whose outputs are NaN (e.g. made before utod refused such weights)."""
+    from utod.export import export_onnx
+    from utod.model.io import load_checkpoint
+
+    good, _, data, _ = tiny
+    model, _ = load_checkpoint(good)
+    values = model.get_weights()
+    values[0] = np.full_like(values[0], np.nan)
+    model.set_weights(values)
+    onnx_path = tmp_path / "nan_raw.onnx"
+    export_onnx(model, onnx_path, post=False)
+    line = _one_line_error(CliRunner().invoke(cli, ["eval", str(onnx_path), "--image-dir", str(data)]))
+    assert "outputs are non-finite" in line and "mAP" not in line

@@ -87,8 +87,10 @@ class Detector:
         """images [k, H, W, 3] (k <= batch_size) -> (detections [k, K, 6], num_valid [k])."""
         if self.info.has_postprocess:
             out = self.forward(images)
+            _refuse_nonfinite(self.path, out["detections"])
             return out["detections"], out.get("num_detections")
         raw = self.raw(images)
+        _refuse_nonfinite(self.path, raw)  # NaN/Inf outputs decode to arbitrary boxes: never scored
         k = raw.shape[0]
         dets, num = self.decoder(pad_batch(raw, self.padded_size(k)), conf, iou)
         return dets[:k], num[:k]
@@ -192,3 +194,13 @@ def run_batched(run: Callable[[np.ndarray], list[np.ndarray]], x: np.ndarray, st
     for k, name in enumerate(names):
         result[name] = parts[0][k] if name in BATCHLESS_OUTPUTS else np.concatenate([p[k] for p in parts])
     return result
+
+
+def _refuse_nonfinite(path: object, outputs: object) -> None:
+    """NonFiniteError when the model's outputs hold NaN/Inf (float outputs only)."""
+    arr = np.asarray(outputs)
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        from utod.errors import NonFiniteError
+
+        raise NonFiniteError(f"{path}: the model's outputs are non-finite (NaN/Inf) on these images, so no "
+                             "detections or scores are reported; re-export from a checkpoint with finite weights")
