@@ -66,7 +66,8 @@ def c_detections(exe: Path, raw_outputs: list[np.ndarray], conf: float, iou: flo
 
 
 @pytest.mark.skipif(CC is None, reason="no C compiler on this machine")
-@pytest.mark.parametrize("classes,split,classless", [(3, True, False), (2, False, False), (1, True, True)],
+@pytest.mark.parametrize("classes,split,classless", [pytest.param(3, True, False, marks=pytest.mark.slow),
+                                                     (2, False, False), (1, True, True)],
                          ids=["3cls-split", "2cls-concat", "classless-split"])
 def test_c_postprocess_matches_utod_predict(classes, split, classless, tmp_path):
     from click.testing import CliRunner

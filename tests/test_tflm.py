@@ -62,7 +62,10 @@ def run_ref(content, x):
 SPLIT = {"iou_aware", "reference"}  # these two also with one output tensor per group
 
 
-@pytest.mark.parametrize("name", list(HEADS))
+# plain, reference and rfb_lob2 between them exercise every head option; the two single-option
+# variants run with -m slow (keeps the default suite short on 2 cores)
+@pytest.mark.parametrize("name", [n if n not in ("iou_aware", "improved") else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in HEADS])
 def test_every_head_option_loads_in_tflm_and_ref_is_bit_exact(name, tmp_path):
     from utod.deploy.tflm import TflmRunner, check_tflm
     from utod.export import export_tflite
