@@ -82,7 +82,8 @@ def serving_function(model: Any, info: ModelInfo, batch: int | None):
     "anchors", "wh_scale"}``, utod.deploy.groups).
     """
     from utod._keras import tf
-    from utod.model.postprocess import postprocess
+    from utod.evaluation import DecodeSettings
+    from utod.model.postprocess import decode_and_nms
 
     h, w = info.img_size
     nchw = info.input_layout == "nchw"
@@ -97,9 +98,7 @@ def serving_function(model: Any, info: ModelInfo, batch: int | None):
         def serve(images):
             x = tf.transpose(images, [0, 2, 3, 1]) if nchw else images
             raw = model(x, training=False)
-            dets, num = postprocess(raw, tf.constant(effective), info.num_anchors, info.head_classes, info.has_quality,
-                                    info.score_mode, info.quality_power, info.conf_thresh, info.nms_iou,
-                                    info.max_detections)
+            dets, num = decode_and_nms(raw, tf.constant(effective), DecodeSettings.of_info(info))
             return {"detections": tf.identity(dets, name="detections"),
                     "num_detections": tf.cast(num, tf.int32, name="num_detections")}
     elif info.raw_groups:
