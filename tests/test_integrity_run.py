@@ -255,3 +255,12 @@ def test_resume_survives_a_lost_index_and_a_truncated_newest_state(shapes, tmp_p
     assert f"resumed from the older {older}" in res.output
     assert (run / "best.keras").is_file()
     assert [r["epoch"] for r in _rows(run)] == ["1", "2"]
+
+
+def test_unwritable_cache_folder_is_one_line(shapes, tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("UTOD_CACHE_DIR", str(blocker))
+    line = _one_line_error(_train("--image-dir", str(shapes), "--epochs", "1", "--ckpt-out", str(tmp_path / "r")))
+    assert str(blocker) in line
+    assert not (tmp_path / "r" / ".utod.lock").exists()
