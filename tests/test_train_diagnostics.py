@@ -150,3 +150,12 @@ def test_eval_reports_the_f1_optimal_confidence(trained, shapes_dir):
     res = CliRunner().invoke(cli, ["eval", str(run / "best.keras"), "--data", str(shapes_dir), "--json"])
     out = json.loads(res.output[res.output.index("{"):])
     assert {"f1_conf", "precision", "recall", "per_class"} <= set(out["diagnostics"])
+
+
+def test_export_conf_thresh_best_bakes_in_the_stored_value(trained, tmp_path):
+    run, _ = trained
+    ckpt = _with_f1_conf(run / "best.keras", tmp_path / "m.keras", 0.0123)
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--format", "onnx", "--conf-thresh", "best",
+                                   "-o", str(tmp_path / "m.onnx"), "--skip-check"])
+    assert res.exit_code == 0, res.output
+    assert "--conf-thresh best: 0.0123" in res.output and "conf >= 0.0123" in res.output
