@@ -28,9 +28,11 @@ from utod._keras import tf
 from utod.faults import fault_point
 from utod.loss import LOSS_KEYS
 
-STEP_KEYS = (*LOSS_KEYS, "distill", "grad_norm")
-"""The per-step values the epoch sums cover (their order in ``epoch_loss_sums``); ``grad_norm``
-is the global norm of the summed gradient before clipping."""
+LOSS_SUM_KEYS = (*LOSS_KEYS, "distill")
+"""The per-step losses summed in ``epoch_loss_sums`` (in this order)."""
+STEP_KEYS = (*LOSS_SUM_KEYS, "grad_norm")
+"""Every per-step value the epoch sums cover; ``grad_norm`` (the global norm of the summed
+gradient before clipping) has its own variable, so states saved before it existed still load."""
 
 
 class TrainState:
@@ -42,12 +44,14 @@ class TrainState:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
         # running sums of the epoch's step losses, so a resumed epoch's means still cover every batch
-        self.epoch_loss_sums = tf.Variable(tf.zeros([len(STEP_KEYS)], tf.float64), trainable=False,
+        self.epoch_loss_sums = tf.Variable(tf.zeros([len(LOSS_SUM_KEYS)], tf.float64), trainable=False,
                                            name="epoch_loss_sums")
+        self.epoch_grad_norm_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="epoch_grad_norm_sum")
         self.best_map = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_map50")
         items: dict[str, Any] = dict(model=model, optimizer=optimizer, epoch=self.epoch,
                                      step_in_epoch=self.step_in_epoch, best_map=self.best_map,
-                                     epoch_loss_sums=self.epoch_loss_sums)
+                                     epoch_loss_sums=self.epoch_loss_sums,
+                                     epoch_grad_norm_sum=self.epoch_grad_norm_sum)
         if ema is not None:
             items.update(ema_shadow=ema.shadow, ema_updates=ema.updates)
         if distill is not None and getattr(distill, "trainable_variables", None):
@@ -80,7 +84,8 @@ class TrainState:
         return float(self.best_map.numpy())
 
     def epoch_sums(self) -> dict[str, float]:
-        return dict(zip(STEP_KEYS, self.epoch_loss_sums.numpy().tolist()))
+        sums = dict(zip(LOSS_SUM_KEYS, self.epoch_loss_sums.numpy().tolist()))
+        return {**sums, "grad_norm": float(self.epoch_grad_norm_sum.numpy())}
 
     # ------------------------------------------------------------------ changing
     def nonfinite(self) -> list[str]:
@@ -107,13 +112,15 @@ class TrainState:
     def record_position(self, step_in_epoch: int, sums: dict[str, float]) -> None:
         """The position inside an epoch; only a saved state needs it (set before ``save``)."""
         self.step_in_epoch.assign(step_in_epoch)
-        self.epoch_loss_sums.assign(np.asarray([sums[k] for k in STEP_KEYS], np.float64))
+        self.epoch_loss_sums.assign(np.asarray([sums[k] for k in LOSS_SUM_KEYS], np.float64))
+        self.epoch_grad_norm_sum.assign(float(sums.get("grad_norm", 0.0)))
 
     def finish_epoch(self, epoch: int) -> None:
         """``epoch`` (1-based) is complete: the next state starts at the following epoch."""
         self.epoch.assign(epoch)
         self.step_in_epoch.assign(0)
         self.epoch_loss_sums.assign(tf.zeros_like(self.epoch_loss_sums))
+        self.epoch_grad_norm_sum.assign(0.0)
 
     def offer_best(self, map50: float) -> bool:
         """Record ``map50`` if it beats the best so far; True when it did."""
