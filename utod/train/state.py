@@ -32,7 +32,7 @@ LOSS_SUM_KEYS = (*LOSS_KEYS, "distill")
 """The per-step losses summed in ``epoch_loss_sums`` (in this order)."""
 STEP_KEYS = (*LOSS_SUM_KEYS, "grad_norm")
 """Every per-step value the epoch sums cover; ``grad_norm`` (the global norm of the summed
-gradient before clipping) has its own variable, so states saved before it existed still load."""
+gradient before clipping) has its own variable, ``epoch_grad_norm_sum``."""
 
 
 class TrainState:
