@@ -154,6 +154,12 @@ def register_resize_backends(register):
     Images are stretched (no letterbox); normalised boxes are unchanged by resizing.
     The data pipeline calls it from worker threads, several images at once: it must be
     thread-safe (no mutable state on the object) and must not modify its input.
+
+    A backend may also declare a camera-native model input (utod.data.model_input):
+    ``channels`` (int, default 3), ``input_mode`` (str, default "rgb") and
+    ``to_input(image)`` mapping the augmented float32 RGB [H, W, 3] in [0, 1] to float32
+    [H, W, channels]; training, eval, predict and export then feed the model that input
+    (the built-in ``opencv_inter_nearest_y`` / ``_y_bin`` / ``_y_tri`` / ``_yuv422``).
     """
 
 
