@@ -75,6 +75,29 @@ class IssueLog:
         self.issues.extend(messages)
 
 
+def clip_normalised_box(x1: float, y1: float, x2: float, y2: float, *, where: str, shown: object,
+                        image_wh: tuple[float, float], log: IssueLog, skip_action: str
+                        ) -> tuple[float, float, float, float] | None:
+    """Clip a normalised corner box (x1, y1, x2, y2 as fractions of the image) to the image.
+
+    Returns the box as normalised (cx, cy, w, h), or None when nothing of it lies inside the image
+    (reported at ``where`` and counted as a skipped line). A box that reaches outside the image by
+    more than 1e-6 is clipped, reported and counted in ``log.clipped_boxes``. ``shown`` is the box as
+    the user wrote it (for the message); ``image_wh`` is the image size in pixels.
+    """
+    W, H = image_wh
+    outside = x1 < -1e-6 or y1 < -1e-6 or x2 > 1 + 1e-6 or y2 > 1 + 1e-6
+    x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
+    if x2 <= x1 or y2 <= y1:
+        log.add(where, f"box {shown} lies outside the {W:g}x{H:g} image", skip_action)
+        log.skipped_lines += 1
+        return None
+    if outside:
+        log.add(where, f"box {shown} extends outside the {W:g}x{H:g} image", "clipped to the image and kept")
+        log.clipped_boxes += 1
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+
+
 @dataclass
 class ReadResult:
     """What a source's ``read`` returns.

@@ -38,6 +38,7 @@ from utod.data.formats.base import (
     IssueLog,
     LabelRules,
     ReadResult,
+    clip_normalised_box,
     split_key,
 )
 from utod.data.formats.exif import frame_problem
@@ -238,18 +239,11 @@ class CocoSource(DatasetSource):
                 log.skipped_lines += 1
                 continue
             W, H = img["w"], img["h"]
-            x1, y1, x2, y2 = x / W, y / H, (x + bw) / W, (y + bh) / H
-            outside = x1 < -1e-6 or y1 < -1e-6 or x2 > 1 + 1e-6 or y2 > 1 + 1e-6
-            x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
-            if x2 <= x1 or y2 <= y1:
-                log.add(f"{where}.bbox", f"box {bbox} lies outside the {W:g}x{H:g} image", "skipped")
-                log.skipped_lines += 1
+            box = clip_normalised_box(x / W, y / H, (x + bw) / W, (y + bh) / H, where=f"{where}.bbox",
+                                      shown=bbox, image_wh=(W, H), log=log, skip_action="skipped")
+            if box is None:
                 continue
-            if outside:
-                log.add(f"{where}.bbox", f"box {bbox} extends outside the {W:g}x{H:g} image",
-                        "clipped to the image and kept")
-                log.clipped_boxes += 1
-            img["boxes"].append(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
+            img["boxes"].append(box)
             img["labels"].append(cls)
         items = []
         for iid in order:

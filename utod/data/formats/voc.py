@@ -34,6 +34,7 @@ from utod.data.formats.base import (
     IssueLog,
     LabelRules,
     ReadResult,
+    clip_normalised_box,
 )
 from utod.data.formats.exif import frame_problem
 from utod.data.images import IMAGE_EXTENSIONS, read_image_rgb, sniff_image
@@ -243,17 +244,11 @@ class VocSource(DatasetSource):
                 log.add(f"{o.where}/bndbox", f"empty box {o.box}", "object skipped")
                 log.skipped_lines += 1
                 continue
-            outside = x1 < -1e-6 or y1 < -1e-6 or x2 > 1 + 1e-6 or y2 > 1 + 1e-6
-            x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
-            if x2 <= x1 or y2 <= y1:
-                log.add(f"{o.where}/bndbox", f"box {o.box} lies outside the {W:g}x{H:g} image", "object skipped")
-                log.skipped_lines += 1
+            box = clip_normalised_box(x1, y1, x2, y2, where=f"{o.where}/bndbox", shown=o.box, image_wh=(W, H),
+                                      log=log, skip_action="object skipped")
+            if box is None:
                 continue
-            if outside:
-                log.add(f"{o.where}/bndbox", f"box {o.box} extends outside the {W:g}x{H:g} image",
-                        "clipped to the image and kept")
-                log.clipped_boxes += 1
-            boxes.append(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
+            boxes.append(box)
             labels.append(cls)
         return DatasetItem(rec.image, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int32))
 
