@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_pipeline import make_images  # same folder: run as `python bench/bench_epoch.py`
+from bench_train import compiled_step_seconds
 
 
 class Timed:
@@ -151,13 +152,7 @@ def main() -> None:
             print(f"dataset: {args.images} JPEGs 640x640 written in {time.perf_counter() - t0:.1f}s")
             flags = seed_flags(data, tmp, args)
         trainer = run_training(flags, callbacks=[clock])
-        batch = trainer.train_data.make_batch(0, 0)
-        times = []
-        for _ in range(8):
-            t = time.perf_counter()
-            [v.numpy() for v in trainer.steps.train(batch).values()]
-            times.append(time.perf_counter() - t)
-        step_s = float(np.median(times[2:]))
+        step_s = compiled_step_seconds(trainer)
         report(clock, totals, int(trainer.cfg.batch_size), step_s)
 
 

@@ -23,6 +23,16 @@ import numpy as np
 from bench_pipeline import make_images  # same folder: run as `python bench/bench_train.py`
 
 
+def compiled_step_seconds(trainer) -> float:
+    """Median seconds of the compiled train step on one fixed batch (input pipeline idle)."""
+    batch = trainer.train_data.make_batch(0, 0)
+    times = []
+    for _ in range(8):
+        t = time.perf_counter()
+        [v.numpy() for v in trainer.steps.train(batch).values()]
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[2:]))
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2000)
@@ -61,13 +71,7 @@ def main() -> None:
         rows = list(csv.DictReader((Path(tmp) / "run" / "results.csv").open()))
         # calibration: the same compiled step on one fixed batch, input pipeline idle. Shared VMs
         # change speed over time; compare throughputs only where this number is the same.
-        batch = trainer.train_data.make_batch(0, 0)
-        times = []
-        for _ in range(8):
-            t = time.perf_counter()
-            [v.numpy() for v in trainer.steps.train(batch).values()]
-            times.append(time.perf_counter() - t)
-        step_s = float(np.median(times[2:]))
+        step_s = compiled_step_seconds(trainer)
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print("\n=== bench_train ===")
     for r in rows:
