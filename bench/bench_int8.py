@@ -1,6 +1,6 @@
 """int8 on TensorFlow Lite Micro: accuracy drop, flash and arena (prints numbers; not a test).
 
-Trains a fixed short recipe (64x64, few epochs) on the real datasets and, for each model,
+Trains a fixed recipe (64x64, 300 epochs by default) on the real datasets and, for each model,
 prints float mAP@0.5 / mAP@0.5:0.95 (Keras) next to the int8 mAP with TFLM-exact kernels
 (tf.lite BUILTIN_REF, bit-exact with the TFLite Micro runtime: tests/test_tflm.py) for the
 concatenated raw output and for split outputs (one tensor per head group, each with its own
@@ -11,8 +11,8 @@ calibration never saw).
 Configurations: the seed's reference configuration (BN, residual, improved + IoU-aware + ESE
 head, large-object branch) at W=16 and W=64, and the plain head at W=16.
 
-    python bench/bench_int8.py [--data ../shared/data] [--epochs 30] [--datasets raccoon,playing_cards]
-                               [--configs ref16,ref64,plain16] [--int16]
+    python bench/bench_int8.py [--data ../shared/data] [--epochs 300] [--datasets raccoon,playing_cards]
+                               [--configs ref16,ref64,plain16] [--int16] [--keep DIR]
 
 The data folder defaults to $UTOD_BENCH_DATA, else ../shared/data relative to the repo root;
 (or ../../shared/data from a worktree); missing datasets are skipped with a message.
@@ -102,8 +102,9 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="folder holding raccoon/ and playing_cards/")
     ap.add_argument("--datasets", default="raccoon,playing_cards")
     ap.add_argument("--configs", default="ref16,ref64,plain16")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--int16", action="store_true", help="also 16x8 (int16 activations) with split outputs")
+    ap.add_argument("--keep", default=None, help="keep the run folders and .tflite files in this folder")
     args = ap.parse_args()
     root = data_root(args.data)
     datasets = [root / d for d in args.datasets.split(",") if d]
@@ -115,7 +116,9 @@ def main() -> None:
         print("nothing to benchmark")
         return
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench_int8_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_int8_") as tmp_name:
+        tmp = args.keep or tmp_name
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for d in present:
             for key in args.configs.split(","):
                 rows += measure(d, key, args.epochs, args.int16, Path(tmp))

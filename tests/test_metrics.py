@@ -188,3 +188,44 @@ def test_all_area_range_only_gives_the_same_numbers():
         assert fast[key] == pytest.approx(full[key], abs=1e-12), key
     assert fast["per_class"] == full["per_class"]
     assert "map_small" not in fast and "map_small" in full
+
+
+def test_result_index_built_directly_equals_pycocotools_loadres():
+    """The detections become COCO result records without ``COCO.loadRes`` (speed): COCOeval
+    over them gives exactly what pycocotools gives over loadRes of the plain result list,
+    unknown classes dropped."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from utod.metrics import _coco_inputs, cxcywh_to_pixel_xywh
+
+    rng = np.random.default_rng(11)
+    gts, dets = [], []
+    for _ in range(25):
+        n = int(rng.integers(1, 5))
+        boxes = np.column_stack([rng.uniform(0.2, 0.8, (n, 2)), rng.uniform(0.05, 0.5, (n, 2))])
+        gts.append((boxes, rng.integers(0, 2, n)))
+        k = int(rng.integers(0, 15))
+        d = np.abs(boxes[rng.integers(0, n, k)] + rng.normal(0, 0.015, (k, 4)))
+        dets.append((d, rng.uniform(0.001, 1, k), rng.integers(-1, 3, k)))  # -1 and 2: unknown classes
+    mine = evaluate_detections(gts, dets, 2, img_size=(48, 64), size_ranges=True)
+
+    dataset, _ = _coco_inputs(gts, dets, 2, (48, 64))
+    plain = [{"image_id": i, "category_id": int(c) + 1, "bbox": b.tolist(), "score": float(s)}
+             for i, (bx, sc, lb) in enumerate(dets, start=1)
+             for b, s, c in zip(cxcywh_to_pixel_xywh(bx, (48, 64)), sc, lb) if 0 <= c < 2]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dataset
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(plain), iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert mine["num_detections"] == len(plain)
+    assert [mine[k] for k in ("map", "map50", "map75", "ar1", "ar10", "ar100")] == \
+        [max(float(s), 0.0) for s in (ev.stats[0], ev.stats[1], ev.stats[2], ev.stats[6], ev.stats[7], ev.stats[8])]
+    assert mine["map"] > 0.05

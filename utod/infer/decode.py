@@ -31,9 +31,9 @@ class RawDecoder:
         settings = DecodeSettings.of_info(info).with_thresholds(max_detections=max_detections or None)
 
         def decode(raw: Any, conf: Any, iou: Any) -> Any:
-            return decode_and_nms(raw, anchors, settings.with_thresholds(conf, iou))
+            return decode_and_nms(raw, anchors, settings.with_thresholds(conf, iou), nms="kernel")  # host side
 
-        self._fn = tf.function(decode, autograph=False)  # explicit tf.while_loop: no AutoGraph needed
+        self._fn = tf.function(decode, autograph=False)  # no Python control flow: no AutoGraph needed
         self._tf = tf
 
     @property

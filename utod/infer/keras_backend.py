@@ -25,7 +25,7 @@ def compiled_detect(model: Any, max_detections: int | None = None) -> Any:
 
     def detect(images: Any, conf: Any, iou: Any) -> Any:
         raw = model(images, training=False)
-        return model_postprocess(model, raw, conf, iou, max_detections)
+        return model_postprocess(model, raw, conf, iou, max_detections, nms="kernel")  # TF only: never exported
 
     return GraphFunction(detect)
 

@@ -67,6 +67,7 @@ class Trainer:
                               learning_rate=lambda: float(parts.schedule(parts.optimizer.iterations)))
         self.state = parts.state
         self.signalled = False
+        self._weights_check = None
         self.last_metrics: dict[str, Any] = {}
         self._global_step = 0
 
@@ -258,12 +259,14 @@ class Trainer:
     def _check_finite_weights(self, ep: int) -> None:
         """Before anything is validated or written for epoch ``ep``: the trained and the
         evaluated weights must be finite (a step can leave NaN weights behind a finite loss)."""
-        from utod.finite import nonfinite_variables
+        if self._weights_check is None:
+            from utod.finite import FinitenessCheck
 
-        variables = list(self.parts.model.variables)
-        if self.parts.eval_model is not self.parts.model:
-            variables += list(self.parts.eval_model.variables)
-        bad = nonfinite_variables(variables)
+            variables = list(self.parts.model.variables)
+            if self.parts.eval_model is not self.parts.model:
+                variables += list(self.parts.eval_model.variables)
+            self._weights_check = FinitenessCheck(variables)  # compiled once for the run
+        bad = self._weights_check()
         if bad:
             raise NonFiniteLossError(
                 f"the weights became non-finite in epoch {ep} (NaN/Inf in {len(bad)} variable(s), first {bad[0]}): "

@@ -67,6 +67,7 @@ class TrainState:
         if distill is not None:
             self._checked += list(getattr(distill, "trainable_variables", []) or [])
         self.verified: str | None = None  # newest state saved or restored with finite values
+        self._finite_check = None
 
     # ------------------------------------------------------------------ reading
     @property
@@ -90,9 +91,11 @@ class TrainState:
     # ------------------------------------------------------------------ changing
     def nonfinite(self) -> list[str]:
         """Names of the state's variables that hold NaN/Inf (empty: all finite)."""
-        from utod.finite import nonfinite_variables
+        if self._finite_check is None:
+            from utod.finite import FinitenessCheck
 
-        return nonfinite_variables(self._checked)
+            self._finite_check = FinitenessCheck(self._checked)  # compiled once, on first use
+        return self._finite_check()
 
     def restore(self, log=print) -> tuple[int, int] | None:
         """Load the newest saved state that reads back whole and holds finite values ->
