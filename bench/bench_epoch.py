@@ -7,7 +7,8 @@ on generated 640x640 JPEGs (default 2,500: 2,000 train + 500 val), per steady ep
 * training-loop img/s (the steps alone, as results.csv's img_per_s),
 * validation img/s (compiled eval step + COCO scoring, every val image),
 * seconds of each epoch-end output: .keras checkpoints (+ aliases), results.csv,
-  TensorBoard, curves PNG, the resumable train state,
+  TensorBoard, curves PNG, the run-folder diagnostics (``@eval``: its per-validation
+  analysis; its plots on a new best), the resumable train state,
 * whole-epoch wall time (epoch start to the next epoch start) and its ratio to the loop,
 * the compiled train step's own time on a fixed batch (the machine's ceiling right now),
   so runs on a busy shared machine can be compared by ratio.
@@ -15,7 +16,7 @@ on generated 640x640 JPEGs (default 2,500: 2,000 train + 500 val), per steady ep
 ``--quickstart`` measures quick-start command 1 instead (`utod train` on the built-in data:
 W=16, batch 16, 800 train / 200 val), for ``--epochs`` epochs.
 
-    python bench/bench_epoch.py [--images 2500] [--epochs 3] [--quickstart] [--width 64]
+    python bench/bench_epoch.py [--images 2500] [--epochs 4] [--quickstart] [--width 64]
 """
 
 from __future__ import annotations
@@ -90,10 +91,13 @@ def seed_flags(data: Path, tmp: Path, args) -> dict:
 
 def report(clock: EpochClock, totals, batch_size: int, step_s: float) -> None:
     epochs = sorted(clock.rows)
-    steady = epochs[1:] or epochs
-    hooks = sorted({(n, h) for n, h, _ in totals if h == "on_epoch_end"})
+    # steady: without the first epoch (tracing, warm-up) and, when there are more, the last
+    # (the end of the run: final plots and summaries, reported on its own line)
+    steady = epochs[1:-1] if len(epochs) > 2 else (epochs[1:] or epochs)
+    hooks = sorted({(n, h) for (n, h, _), sec in totals.items() if h in ("on_epoch_end", "on_eval_end") and sec > 0.0005})
     print("\n=== bench_epoch ===")
-    header = "epoch  loop s  loop img/s   val s  val img/s  " + "  ".join(n[:10] for n, _ in hooks) + \
+    header = "epoch  loop s  loop img/s   val s  val img/s  " + "  ".join(
+        (n.removesuffix("Callback")[:6] + ("@eval" if h == "on_eval_end" else "")).rjust(10) for n, h in hooks) + \
              "  state s  wall s  wall/loop"
     print(header)
     ratios, loop_ips, val_ips, wall_s, saves = [], [], [], [], []
@@ -120,6 +124,10 @@ def report(clock: EpochClock, totals, batch_size: int, step_s: float) -> None:
           f"{(np.median(val_ips) / med) if val_ips else float('nan'):.2f}x the loop; "
           f"epoch-end outputs + state {np.median(saves):.3f} s; whole epoch {np.median(wall_s):.2f} s = "
           f"{np.median(ratios):.3f}x the loop alone")
+    if len(epochs) > 2:
+        e = epochs[-1]
+        print(f"last epoch (end of run: final plots, summaries): {clock.end - clock.starts[e]:.2f} s = "
+              f"{(clock.end - clock.starts[e]) / clock.rows[e]['time_s']:.3f}x its loop")
     print(f"compiled train step alone on a fixed batch (this machine's ceiling right now): {step_s:.3f} s/batch = "
           f"{batch_size / step_s:.1f} img/s; loop = {med / (batch_size / step_s):.2f} of it")
 
@@ -127,18 +135,20 @@ def report(clock: EpochClock, totals, batch_size: int, step_s: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2500, help="generated JPEGs (80%% train, 20%% val)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--quickstart", action="store_true", help="quick-start command 1 (`utod train` defaults)")
     args = ap.parse_args()
 
     import utod.train.outputs as outputs
+    import utod.train.run as run_module
     from utod.train.run import run_training
 
     totals: dict = defaultdict(float)
-    plain = outputs.default_callbacks
+    plain, options = outputs.default_callbacks, run_module._option_callbacks
     outputs.default_callbacks = lambda plan: [Timed(c, totals) for c in plain(plan)]
+    run_module._option_callbacks = lambda *a, **k: [Timed(c, totals) for c in options(*a, **k)]  # diagnostics
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
