@@ -216,12 +216,15 @@ def test_dense_greedy_nms_matches_tf_reference_nms():
     assert 0 < keep.sum() < valid.sum()
 
 
-@pytest.mark.parametrize("num_classes,conf,max_det", [(1, 0.001, 100), (3, 0.2, 20), (4, 0.0, 400)])
-def test_kernel_nms_gives_the_dense_detections(num_classes, conf, max_det):
+@pytest.mark.parametrize("num_classes,conf,max_det,ties", [(1, 0.001, 100, False), (3, 0.2, 20, False),
+                                                           (4, 0.0, 400, False), (2, 0.01, 100, True),
+                                                           (1, 0.001, 50, True)])
+def test_kernel_nms_gives_the_dense_detections(num_classes, conf, max_det, ties):
     """Training validation and `utod eval`/`predict` of a .keras use TF's C++ NMS
     (nms="kernel"); exports use the dense form. Same candidates, same greedy rule, same
-    output: rows, scores, classes and boxes (conf 0: zero scores are never detections;
-    max_det above the 300 candidates: zero padding)."""
+    order: rows, scores, classes and boxes (conf 0: zero scores are never detections;
+    max_det above the 300 candidates: zero padding; ties: scores on a coarse grid, as from
+    saturated or quantised outputs, keep the dense form's order)."""
     from utod.model.postprocess import nms_detections
 
     rng = np.random.default_rng(num_classes)
@@ -231,11 +234,13 @@ def test_kernel_nms_gives_the_dense_detections(num_classes, conf, max_det):
     boxes = tf.constant(np.concatenate([centre, size], -1), tf.float32)
     raw_scores = rng.uniform(0, 1, (b, n, num_classes)) ** 3
     raw_scores[0, :40] = 0.0  # exact zeros in play
+    if ties:
+        raw_scores = np.round(raw_scores * 8) / 8  # 9 distinct values: hundreds of equal scores
     scores = tf.constant(raw_scores, tf.float32)
     dense = nms_detections(boxes, scores, conf, 0.5, max_det, nms="dense")
     kernel = nms_detections(boxes, scores, conf, 0.5, max_det, nms="kernel")
     np.testing.assert_array_equal(kernel[1].numpy(), dense[1].numpy())
     assert int(dense[1].numpy().min()) > 0
-    np.testing.assert_allclose(kernel[0].numpy(), dense[0].numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(kernel[0].numpy(), dense[0].numpy())  # the same rows, bit for bit
     with pytest.raises(ValueError, match="unknown NMS"):
         nms_detections(boxes, scores, conf, 0.5, max_det, nms="fast")

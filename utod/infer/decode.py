@@ -31,7 +31,8 @@ class RawDecoder:
         settings = DecodeSettings.of_info(info).with_thresholds(max_detections=max_detections or None)
 
         def decode(raw: Any, conf: Any, iou: Any) -> Any:
-            return decode_and_nms(raw, anchors, settings.with_thresholds(conf, iou), nms="kernel")  # host side
+            # dense, as the file's own NMS and the C99 post-process (utod.model.postprocess)
+            return decode_and_nms(raw, anchors, settings.with_thresholds(conf, iou))
 
         self._fn = tf.function(decode, autograph=False)  # no Python control flow: no AutoGraph needed
         self._tf = tf

@@ -6,10 +6,13 @@ builtin ops only. NMS is an exact greedy, class-aware, batched NMS written with 
 and one ``tf.while_loop`` (no NonMaxSuppression op: one call for the whole batch, no
 per-image loop, identical in TF, ONNX Runtime and TFLite): ``nms="dense"``, what every
 export uses. Where the graph only ever runs in TensorFlow (training validation, ``utod
-eval`` / ``predict`` of a ``.keras``, the host decode of raw ONNX/TFLite outputs),
-``nms="kernel"`` runs the same greedy NMS on the same candidates with TensorFlow's C++
-``CombinedNonMaxSuppression`` (4-5x faster on a batch of 64: the dense form spends most of
-its time on the [B, K, K] IoU matrix); a test checks both give the same detections.
+eval`` / ``predict`` of a ``.keras``),
+``nms="kernel"`` runs the same greedy NMS on the same candidates, in the same order, with
+TensorFlow's C++ ``CombinedNonMaxSuppression`` (4-5x faster on a batch of 64: the dense
+form spends most of its time on the [B, K, K] IoU matrix); a test checks both give the
+same detections, ties included. The host decode of a file's raw outputs keeps the dense
+form: quantised outputs put boxes on a grid where an IoU can equal the threshold exactly,
+and there the file's own NMS, the C99 post-process and the dense form agree to the bit.
 
 Detections are float32 [B, K, 6] rows ``(score, class_id, cx, cy, w, h)`` with boxes
 normalised to the network input and clipped to [0, 1], sorted by score (descending),
@@ -185,24 +188,31 @@ def _kernel_nms(cand, top_scores, cls_idx, num_classes: int, conf_thresh, iou_th
     """The candidates of :func:`nms_detections` (xyxy [B, K, 4] clipped, scores [B, K]
     sorted, classes int32 [B, K]) through ``tf.image.combined_non_max_suppression``: per class
     the same greedy NMS (a box is suppressed by a kept one of its class with IoU >
-    ``iou_thresh``), the best ``max_detections`` over all classes, sorted by score. Each
-    candidate scores only for its own class (-1 elsewhere); the kernel keeps scores
-    strictly above its threshold, so it gets the float32 just below ``conf_thresh`` (kept:
-    score >= conf_thresh, as the dense form). Same output as the dense form."""
+    ``iou_thresh``), the first ``max_detections`` kept over all classes.
+
+    Equal scores are common (saturated sigmoids, quantised outputs), and the kernel orders
+    ties its own way. So it is given each candidate's rank instead of its score: ``K - r``
+    for candidate ``r`` (0 = best), only for the candidate's own class, -1 for other classes
+    and for candidates below ``conf_thresh``. The kernel therefore visits candidates in the
+    dense form's order, and its output ranks pick the same rows: scores, classes and the
+    candidate boxes themselves."""
+    k = tf.shape(top_scores)[1]
+    rank_score = tf.cast(k - tf.range(k), tf.float32)[tf.newaxis, :] * tf.ones_like(top_scores)  # [B, K]: K..1
+    rank_score = tf.where(top_scores >= conf_thresh, rank_score, -tf.ones_like(rank_score))
     on_class = tf.one_hot(cls_idx, num_classes, on_value=True, off_value=False)  # [B, K, C]
-    class_scores_ = tf.where(on_class, tf.expand_dims(top_scores, -1), -tf.ones_like(on_class, tf.float32))
+    per_class = tf.where(on_class, tf.expand_dims(rank_score, -1), -tf.ones_like(on_class, tf.float32))
     yxyx = tf.stack([cand[..., 1], cand[..., 0], cand[..., 3], cand[..., 2]], axis=-1)
-    below = tf.math.nextafter(tf.cast(conf_thresh, tf.float32), tf.constant(-1.0, tf.float32))
     out = tf.image.combined_non_max_suppression(
-        tf.expand_dims(yxyx, 2), class_scores_, max_output_size_per_class=max_detections,
-        max_total_size=max_detections, iou_threshold=iou_thresh, score_threshold=below,
+        tf.expand_dims(yxyx, 2), per_class, max_output_size_per_class=max_detections,
+        max_total_size=max_detections, iou_threshold=iou_thresh, score_threshold=0.5,
         pad_per_class=False, clip_boxes=False)
-    b = out.nmsed_boxes
-    xyxy = tf.stack([b[..., 1], b[..., 0], b[..., 3], b[..., 2]], axis=-1)
-    scores = out.nmsed_scores
-    valid = scores > 0.0  # as the dense form: a kept score of exactly 0 is no detection
-    det = tf.concat([tf.expand_dims(scores, -1), tf.expand_dims(out.nmsed_classes, -1), xyxy_to_cxcywh(xyxy)],
-                    axis=-1)
+    kept = out.nmsed_scores > 0.5  # [B, max_detections]: a real row (padding scores 0)
+    rank = tf.where(kept, k - tf.cast(tf.round(out.nmsed_scores), tf.int32), tf.zeros_like(kept, tf.int32))
+    scores = tf.where(kept, tf.gather(top_scores, rank, batch_dims=1), tf.zeros_like(out.nmsed_scores))
+    classes = tf.cast(tf.gather(cls_idx, rank, batch_dims=1), tf.float32)
+    boxes = xyxy_to_cxcywh(tf.gather(cand, rank, batch_dims=1))
+    valid = tf.logical_and(kept, scores > 0.0)  # as the dense form: a kept score of exactly 0 is no detection
+    det = tf.concat([tf.expand_dims(scores, -1), tf.expand_dims(classes, -1), boxes], axis=-1)
     det = tf.where(tf.expand_dims(valid, -1), det, tf.zeros_like(det))
     return det, tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
 
