@@ -139,6 +139,49 @@ def test_c_postprocess_matches_utod_predict(classes, split, classless, tmp_path)
         assert maps["tflm"] == maps["auto"]  # bit-exact kernels: the same report
 
 
+@pytest.mark.skipif(CC is None, reason="no C compiler on this machine")
+def test_16x8_bundle_runs_in_tflm_and_its_c_postprocess_matches_utod_predict(tmp_path):
+    """`--format tflm --int16`: a 16x8 model (int16 activations and I/O) in the bundle; the
+    header says 16 bits and how a pixel becomes int16; the C99 post-process reads the int16
+    outputs TFLM returns and gives utod predict's boxes."""
+    from click.testing import CliRunner
+
+    from utod.cli import cli
+    from utod.infer.tflite_backend import TfliteDetector
+
+    _, ckpt = make_ckpt(tmp_path, classes=2)
+    images = write_images(tmp_path / "imgs")
+    bundle = tmp_path / "fw16"
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--format", "tflm", "--int16", "-o", str(bundle),
+                                   "--image-dir", str(tmp_path / "imgs"), "--split", "val", "--calib-images", "4",
+                                   "--skip-check"])
+    assert res.exit_code == 0, res.output
+    assert "tflm int16" in res.output and "arena" in res.output
+    header = (bundle / "utod_model_config.h").read_text()
+    assert "#define UTOD_INPUT_BITS 16 " in header and "#define UTOD_OUTPUT_BITS 16" in header
+    assert "#define UTOD_INPUT_IS_PIXEL_MINUS_128 0" in header and "int16 input = round(uint8_pixel / 255 /" in header
+    assert "input->data.i16[i]" in (bundle / "utod_example.cc").read_text()
+    exe = compile_harness(bundle, tmp_path)
+    det = TfliteDetector(str(bundle / "model.tflite"), kernels="tflm")
+    pre = det.preprocessor.load(images)
+    conf, iou = det.info.conf_thresh, det.info.nms_iou
+    total = 0
+    for k in range(len(images)):
+        raw = det.forward_quantised(pre[k:k + 1])
+        outs = [raw[name] for name, _ in det.output_details]
+        assert all(o.dtype == np.int16 for o in outs)
+        got = c_detections(exe, outs, conf, iou)
+        boxes, scores, labels = det.detect(pre[k:k + 1], conf, iou)[0]
+        assert len(got) == len(scores), (k, got, scores)
+        total += len(got)
+        if len(got):
+            assert np.array_equal(got[:, 0].astype(int), labels)
+            step = min(o_scale for _, o_scale in _scales(det))
+            assert np.abs(got[:, 1] - scores).max() <= step
+            assert np.abs(got[:, 2:] - boxes).max() <= step
+    assert total > 0
+
+
 def _scales(det):
     return [(name, float(d["quantization"][0])) for name, d in det.output_details]
 

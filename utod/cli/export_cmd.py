@@ -32,8 +32,8 @@ def default_output(checkpoint: str, fmt: str, post: bool, int8: bool) -> Path:
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "tflm"]), default="onnx", show_default=True,
-              help="Output format; tflm = int8 TFLite plus a firmware bundle folder (C array, op resolver, "
-                   "config header, C99 post-process).")
+              help="Output format; tflm = int8 TFLite (16x8 with --int16) plus a firmware bundle folder (C array, "
+                   "op resolver, config header, C99 post-process).")
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Output file (default: next to the checkpoint, .onnx / .tflite), or folder for --format tflm.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
@@ -108,11 +108,13 @@ def export(checkpoint, fmt, output, opset, nchw, no_post, split_outputs, batch, 
         if simplify and fmt != "onnx":
             raise UtodCliError("--simplify applies to --format onnx")
         if fmt == "onnx" and (int8 or int16):
-            raise UtodCliError("--int8/--int16 apply to --format tflite")
+            raise UtodCliError("--int8/--int16 apply to --format tflite and tflm")
         if int8 and int16:
             raise UtodCliError("choose one of --int8 and --int16")
-        if fmt == "tflm" and (int16 or nchw):
-            raise UtodCliError("--format tflm is an int8 NHWC model (no --int16, no --nchw)")
+        if fmt == "tflm" and nchw:
+            raise UtodCliError("--format tflm is an NHWC model (no --nchw)")
+        if fmt == "tflm" and int8:
+            int8 = False  # --format tflm is int8 already; --int16 makes it 16x8
         if not Path(checkpoint).suffix.lower() == ".keras":
             raise UtodCliError(f"{checkpoint}: export takes a .keras checkpoint")
         if quantised and not image_dir:
