@@ -65,6 +65,33 @@ def c_detections(exe: Path, raw_outputs: list[np.ndarray], conf: float, iou: flo
     return np.asarray(rows, np.float64).reshape(-1, 6)
 
 
+def assert_c_matches_predict(bundle: Path, images: list[str], tmp: Path, dtype) -> None:
+    """The bundle's C99 post-process, compiled with the host compiler, on the raw outputs
+    TFLM returns for each image (all of ``dtype``) gives the boxes `utod predict` gives on
+    the same file: same classes, scores and boxes within one quantisation step."""
+    from utod.infer.tflite_backend import TfliteDetector
+
+    exe = compile_harness(bundle, tmp)
+    det = TfliteDetector(str(bundle / "model.tflite"), kernels="tflm")
+    pre = det.preprocessor.load(images)
+    conf, iou = det.info.conf_thresh, det.info.nms_iou
+    step = min(o_scale for _, o_scale in _scales(det))
+    total = 0
+    for k in range(len(images)):
+        raw = det.forward_quantised(pre[k:k + 1])
+        outs = [raw[name] for name, _ in det.output_details]
+        assert all(o.dtype == dtype for o in outs)
+        got = c_detections(exe, outs, conf, iou)
+        boxes, scores, labels = det.detect(pre[k:k + 1], conf, iou)[0]  # what utod predict prints
+        assert len(got) == len(scores), (k, got, scores)
+        total += len(got)
+        if len(got):
+            assert np.array_equal(got[:, 0].astype(int), labels)
+            assert np.abs(got[:, 1] - scores).max() <= step
+            assert np.abs(got[:, 2:] - boxes).max() <= step
+    assert total > 0  # the comparison compared something
+
+
 @pytest.mark.skipif(CC is None, reason="no C compiler on this machine")
 @pytest.mark.parametrize("classes,split,classless", [pytest.param(3, True, False, marks=pytest.mark.slow),
                                                      (2, False, False), (1, True, True)],
@@ -73,7 +100,6 @@ def test_c_postprocess_matches_utod_predict(classes, split, classless, tmp_path)
     from click.testing import CliRunner
 
     from utod.cli import cli
-    from utod.infer.tflite_backend import TfliteDetector
 
     _, ckpt = make_ckpt(tmp_path, classes=classes, disable_cls=classless)
     images = write_images(tmp_path / "imgs")
@@ -108,25 +134,7 @@ def test_c_postprocess_matches_utod_predict(classes, split, classless, tmp_path)
     assert rep.exit_code == 0, rep.output
     assert "flash: " in rep.output and "TFLite Micro arena: " in rep.output and "ops (" in rep.output
     assert "input:  serving_default_images:0 [1, 32, 32, 3] int8 scale 0.00392157 zero point -128" in rep.output
-    exe = compile_harness(bundle, tmp_path)
-    det = TfliteDetector(str(bundle / "model.tflite"), kernels="tflm")
-    pre = det.preprocessor.load(images)
-    conf, iou = det.info.conf_thresh, det.info.nms_iou
-    total = 0
-    for k in range(len(images)):
-        raw = det.forward_quantised(pre[k:k + 1])
-        outs = [raw[name] for name, _ in det.output_details]
-        assert all(o.dtype == np.int8 for o in outs)
-        got = c_detections(exe, outs, conf, iou)
-        boxes, scores, labels = det.detect(pre[k:k + 1], conf, iou)[0]  # what utod predict prints
-        assert len(got) == len(scores), (k, got, scores)
-        total += len(got)
-        if len(got):
-            assert np.array_equal(got[:, 0].astype(int), labels)
-            step = min(o_scale for _, o_scale in _scales(det))
-            assert np.abs(got[:, 1] - scores).max() <= step
-            assert np.abs(got[:, 2:] - boxes).max() <= step
-    assert total > 0  # the comparison compared something
+    assert_c_matches_predict(bundle, images, tmp_path, np.int8)
     if not split:  # utod eval on the int8 file says which kernels scored it, and they agree
         maps = {}
         for kernels in ("tflm", "auto"):
@@ -147,7 +155,6 @@ def test_16x8_bundle_runs_in_tflm_and_its_c_postprocess_matches_utod_predict(tmp
     from click.testing import CliRunner
 
     from utod.cli import cli
-    from utod.infer.tflite_backend import TfliteDetector
 
     _, ckpt = make_ckpt(tmp_path, classes=2)
     images = write_images(tmp_path / "imgs")
@@ -161,25 +168,7 @@ def test_16x8_bundle_runs_in_tflm_and_its_c_postprocess_matches_utod_predict(tmp
     assert "#define UTOD_INPUT_BITS 16 " in header and "#define UTOD_OUTPUT_BITS 16" in header
     assert "#define UTOD_INPUT_IS_PIXEL_MINUS_128 0" in header and "int16 input = round(uint8_pixel / 255 /" in header
     assert "input->data.i16[i]" in (bundle / "utod_example.cc").read_text()
-    exe = compile_harness(bundle, tmp_path)
-    det = TfliteDetector(str(bundle / "model.tflite"), kernels="tflm")
-    pre = det.preprocessor.load(images)
-    conf, iou = det.info.conf_thresh, det.info.nms_iou
-    total = 0
-    for k in range(len(images)):
-        raw = det.forward_quantised(pre[k:k + 1])
-        outs = [raw[name] for name, _ in det.output_details]
-        assert all(o.dtype == np.int16 for o in outs)
-        got = c_detections(exe, outs, conf, iou)
-        boxes, scores, labels = det.detect(pre[k:k + 1], conf, iou)[0]
-        assert len(got) == len(scores), (k, got, scores)
-        total += len(got)
-        if len(got):
-            assert np.array_equal(got[:, 0].astype(int), labels)
-            step = min(o_scale for _, o_scale in _scales(det))
-            assert np.abs(got[:, 1] - scores).max() <= step
-            assert np.abs(got[:, 2:] - boxes).max() <= step
-    assert total > 0
+    assert_c_matches_predict(bundle, images, tmp_path, np.int16)
 
 
 def _scales(det):
