@@ -17,8 +17,7 @@ average before and after is printed; compare runs only at similar load.
 
     python bench/bench_infer.py [--images 300] [--frames 300] [--formats keras,onnx,onnx_dynamic,tflite]
 
-``export_models(folder, formats)`` and ``measure(folder, video, models, work)`` are importable
-(for ``bench_epoch``'s eval/predict section).
+``export_models(folder, formats)`` and ``measure(folder, video, models, work)`` are importable.
 """
 
 from __future__ import annotations

@@ -113,8 +113,6 @@ def export(checkpoint, fmt, output, opset, nchw, no_post, split_outputs, batch, 
             raise UtodCliError("choose one of --int8 and --int16")
         if fmt == "tflm" and nchw:
             raise UtodCliError("--format tflm is an NHWC model (no --nchw)")
-        if fmt == "tflm" and int8:
-            int8 = False  # --format tflm is int8 already; --int16 makes it 16x8
         if not Path(checkpoint).suffix.lower() == ".keras":
             raise UtodCliError(f"{checkpoint}: export takes a .keras checkpoint")
         if quantised and not image_dir:

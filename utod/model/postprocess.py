@@ -197,8 +197,7 @@ def _kernel_nms(cand, top_scores, cls_idx, num_classes: int, conf_thresh, iou_th
     dense form's order, and its output ranks pick the same rows: scores, classes and the
     candidate boxes themselves."""
     k = tf.shape(top_scores)[1]
-    rank_score = tf.cast(k - tf.range(k), tf.float32)[tf.newaxis, :] * tf.ones_like(top_scores)  # [B, K]: K..1
-    rank_score = tf.where(top_scores >= conf_thresh, rank_score, -tf.ones_like(rank_score))
+    rank_score = tf.where(top_scores >= conf_thresh, tf.cast(k - tf.range(k), tf.float32), -1.0)  # [B, K]: K..1
     on_class = tf.one_hot(cls_idx, num_classes, on_value=True, off_value=False)  # [B, K, C]
     per_class = tf.where(on_class, tf.expand_dims(rank_score, -1), -tf.ones_like(on_class, tf.float32))
     yxyx = tf.stack([cand[..., 1], cand[..., 0], cand[..., 3], cand[..., 2]], axis=-1)

@@ -242,19 +242,11 @@ class Trainer:
         return NonFiniteLossError(
             f"non-finite loss at step {self._global_step} (epoch {epoch + 1}, batch {step_idx}): "
             + ", ".join(f"{k}={v}" for k, v in vals.items())
-            + ". Training stopped; nothing from this step was saved. " + self._verified_advice())
+            + ". Training stopped; nothing from this step was saved. " + self.state.resume_advice())
 
     def _best_text(self) -> str:
         best = self.state.best
         return f"{best:.5f}" if best >= 0 else "not available (no validation was scored)"
-
-    def _verified_advice(self) -> str:
-        """Where to continue from: only a train state verified finite is named."""
-        if self.state.verified:
-            return (f"Newest train state verified finite: {self.state.verified}; try a lower --lr or "
-                    f"--grad-clip-norm, then --resume {self.plan.run_dir} (or start a new run if it diverges again)")
-        return ("No train state with finite weights was saved; start a new run with a lower --lr or "
-                "--grad-clip-norm")
 
     def _check_finite_weights(self, ep: int) -> None:
         """Before anything is validated or written for epoch ``ep``: the trained and the
@@ -270,7 +262,7 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(
                 f"the weights became non-finite in epoch {ep} (NaN/Inf in {len(bad)} variable(s), first {bad[0]}): "
-                f"nothing of this epoch was validated or saved. " + self._verified_advice())
+                f"nothing of this epoch was validated or saved. " + self.state.resume_advice())
 
     def _train_epoch(self, epoch: int, skip_steps: int, batches) -> tuple[dict[str, float], float, float]:
         cfg, steps = self.cfg, self.steps_per_epoch

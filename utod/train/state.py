@@ -84,6 +84,14 @@ class TrainState:
         """Best mAP@0.5 so far (-1.0 before any validation)."""
         return float(self.best_map.numpy())
 
+    def resume_advice(self) -> str:
+        """Where a run that met NaN/Inf continues from: only a state verified finite is named."""
+        if self.verified:
+            return (f"Newest train state verified finite: {self.verified}; try a lower --lr or "
+                    f"--grad-clip-norm, then --resume {self.run_dir} (or start a new run if it diverges again)")
+        return ("No train state with finite weights was saved; start a new run with a lower --lr or "
+                "--grad-clip-norm")
+
     def epoch_sums(self) -> dict[str, float]:
         sums = dict(zip(LOSS_SUM_KEYS, self.epoch_loss_sums.numpy().tolist()))
         return {**sums, "grad_norm": float(self.epoch_grad_norm_sum.numpy())}
@@ -142,9 +150,7 @@ class TrainState:
         if bad:
             raise NonFiniteError(
                 f"the weights became non-finite (NaN/Inf in {len(bad)} variable(s), first {bad[0]}) at step "
-                f"{self.global_step}; this state was not saved. Newest train state verified finite: "
-                f"{self.verified or 'none'}; try a lower --lr or --grad-clip-norm"
-                + (f", then --resume {self.run_dir}" if self.verified else ", in a new run"))
+                f"{self.global_step}; this state was not saved. " + self.resume_advice())
         try:
             path = self.manager.save(checkpoint_number=self.global_step)
         except (tf.errors.OpError, OSError) as exc:

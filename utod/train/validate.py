@@ -47,14 +47,15 @@ class Validator:
             if i >= 0:
                 out[i] = image_dets
 
-    def _forward_all(self) -> tuple[dict[str, float], list]:
-        """Every validation batch through the step -> (mean losses, per-image detections)."""
+    def _forward_all(self) -> tuple[dict[str, float], list, bool]:
+        """Every validation batch through the step -> (mean losses, per-image detections,
+        whether every raw output was finite)."""
         if self._host is None:
             self._host = ThreadPoolExecutor(max_workers=1, thread_name_prefix="utod-val-host")
         detections: list = [None] * len(self.image_paths)
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
         batches = 0
-        self.outputs_finite = True
+        finite = True
         pending: Future | None = None
         for batch in self.data.numpy_batches(0):
             losses, dets, num = self.step(batch)
@@ -64,34 +65,32 @@ class Validator:
             for k in LOSS_KEYS:
                 sums[k] += float(losses[k].numpy())
             if "raw_finite" in losses and not bool(losses["raw_finite"].numpy()):
-                self.outputs_finite = False
+                finite = False
             batches += 1
         if pending is not None:
             pending.result()
-        return {k: v / max(1, batches) for k, v in sums.items()}, detections
+        return {k: v / max(1, batches) for k, v in sums.items()}, detections, finite
 
     def run(self, epoch: int) -> EvalResult:
         t0 = time.perf_counter()
-        losses, detections = self._forward_all()
+        losses, detections, finite = self._forward_all()
         metrics: dict[str, float | None] = {f"val_{'loss' if k == 'total' else k}": v for k, v in losses.items()}
-        if not self.outputs_finite or not all(math.isfinite(v) for v in losses.values()):
+        coco: dict = {}
+        if not finite or not all(math.isfinite(v) for v in losses.values()):
             # NaN/Inf outputs decode to arbitrary boxes (even full-image ones with score 1): no score
             metrics.update(map50_95=None, map50=None, precision=None, recall=None)
             self.log(f"  val: loss={metrics['val_loss']:.4f}: the model's outputs are non-finite, so this validation "
                      f"is not scored (mAP not available; no best checkpoint)")
-            return EvalResult(epoch=epoch, metrics=metrics, coco={}, image_paths=self.image_paths,
-                              ground_truth=self.ground_truth, detections=detections, img_size=self.scorer.img_size,
-                              class_names=self.scorer.class_names, seconds=time.perf_counter() - t0)
-        coco = self.scorer.score(self.ground_truth, detections, size_ranges=False)  # none reported
-        metrics.update(map50_95=float(coco["map"]), map50=float(coco["map50"]),
-                       precision=float(coco["precision"]), recall=float(coco["recall"]))
-        seconds = time.perf_counter() - t0
-        self.log(f"  val: loss={metrics['val_loss']:.4f} mAP@0.5={metrics['map50']:.4f} "
-                 f"mAP@0.5:0.95={metrics['map50_95']:.4f} P={metrics['precision']:.3f} R={metrics['recall']:.3f} "
-                 f"({coco.get('num_images', '?')} images, {seconds:.2f}s)")
+        else:
+            coco = self.scorer.score(self.ground_truth, detections, size_ranges=False)  # none reported
+            metrics.update(map50_95=float(coco["map"]), map50=float(coco["map50"]),
+                           precision=float(coco["precision"]), recall=float(coco["recall"]))
+            self.log(f"  val: loss={metrics['val_loss']:.4f} mAP@0.5={metrics['map50']:.4f} "
+                     f"mAP@0.5:0.95={metrics['map50_95']:.4f} P={metrics['precision']:.3f} R={metrics['recall']:.3f} "
+                     f"({coco.get('num_images', '?')} images, {time.perf_counter() - t0:.2f}s)")
         return EvalResult(epoch=epoch, metrics=metrics, coco=coco, image_paths=self.image_paths,
-                          ground_truth=self.ground_truth, detections=detections,
-                          img_size=self.scorer.img_size, class_names=self.scorer.class_names, seconds=seconds)
+                          ground_truth=self.ground_truth, detections=detections, img_size=self.scorer.img_size,
+                          class_names=self.scorer.class_names, seconds=time.perf_counter() - t0)
 
     def close(self) -> None:
         if self._host is not None:
