@@ -214,5 +214,11 @@ def test_quantisation_report_lines_and_empty_items():
     assert "int8 (TFLite)" in lines[2] and "0.3500" in lines[2] and "0.7800" in lines[2]
     assert "-0.0500" in lines[3] and "-0.0200" in lines[3]
     assert rep.map50_drop == pytest.approx(0.02)
+    # 2 points mAP@0.5 and 5 @0.5:0.95 lost: over the targets, so int8 points to --int16
+    assert "loses 2.00 points mAP@0.5 and 5.00 points" in rep.advice() and "--int16" in rep.advice()
+    int16 = QuantisationReport(12, 0.001, res(0.40, 0.80), res(0.35, 0.78), "val split of d", label="16x8")
+    assert "16x8 (TFLite)" in int16.format() and "--int16" not in int16.advice()
+    assert QuantisationReport(12, 0.001, res(0.40, 0.80), res(0.39, 0.795)).advice() is None  # 0.5 / 1.0 points
+    assert QuantisationReport(12, 0.001, res(0.40, 0.80), res(0.41, 0.81)).advice() is None  # int8 better
     with pytest.raises(ConfigError, match="no labelled images"):
         compare_quantised(None, None, [])

@@ -377,6 +377,9 @@ def pinned_input_range(images: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- int8 vs float
+MAX_INT8_DROP = (1.0, 1.5)  # points of mAP@0.5 and mAP@0.5:0.95 a quantised export may lose (docs/deploy.md)
+
+
 @dataclass
 class QuantisationReport:
     """mAP of the float (Keras) model and of its int8 export on the same labelled images,
@@ -388,26 +391,46 @@ class QuantisationReport:
     int8_result: dict[str, Any]
     source: str = ""
     kernels: str = ""
+    label: str = "int8"  # the quantisation: "int8" or "16x8"
 
     @property
     def map50_drop(self) -> float:
         """float mAP@0.5 minus int8 mAP@0.5 (positive: int8 is worse)."""
         return float(self.float_result["map50"] - self.int8_result["map50"])
 
+    @property
+    def map_drop(self) -> float:
+        """float mAP@0.5:0.95 minus int8 mAP@0.5:0.95 (positive: int8 is worse)."""
+        return float(self.float_result["map"] - self.int8_result["map"])
+
+    def advice(self) -> str | None:
+        """A note when the quantised model loses more than the deployment targets allow
+        (``MAX_INT8_DROP``: 1.0 point mAP@0.5, 1.5 points mAP@0.5:0.95), else None."""
+        drop50, drop = 100 * self.map50_drop, 100 * self.map_drop
+        if drop50 <= MAX_INT8_DROP[0] and drop <= MAX_INT8_DROP[1]:
+            return None
+        text = (f"Note: {self.label} loses {drop50:.2f} points mAP@0.5 and {drop:.2f} points mAP@0.5:0.95 "
+                f"(targets {MAX_INT8_DROP[0]:g} / {MAX_INT8_DROP[1]:g}) on these {self.images} images.")
+        if self.label == "int8":
+            text += (" --int16 (int16 activations, int8 weights) keeps low-confidence detections in order and "
+                     "stayed within the targets on every benchmark model (docs/deploy.md), for ~45 % more "
+                     "arena and int16 input/output.")
+        return text
+
     def format(self) -> str:
         where = f" ({self.source})" if self.source else ""
         lines = [f"mAP on {self.images} images{where}, decode conf >= {self.conf_thresh:g}:"]
-        for label, res in (("float (Keras)", self.float_result), ("int8 (TFLite)", self.int8_result)):
+        for label, res in (("float (Keras)", self.float_result), (f"{self.label} (TFLite)", self.int8_result)):
             lines.append(f"  {label:<14} mAP@0.5:0.95 {res['map']:.4f}  mAP@0.5 {res['map50']:.4f}")
         if self.kernels:
-            lines.append(f"  int8 kernels:  {self.kernels}")
-        lines.append(f"  int8 - float   mAP@0.5:0.95 {self.int8_result['map'] - self.float_result['map']:+.4f}  "
+            lines.append(f"  {self.label} kernels:  {self.kernels}")
+        lines.append(f"  {f'{self.label} - float':<14} mAP@0.5:0.95 {-self.map_drop:+.4f}  "
                      f"mAP@0.5 {-self.map50_drop:+.4f}")
         return "\n".join(lines)
 
 
 def compare_quantised(float_detector: Detector, int8_detector: Detector, items: Sequence[Any], *,
-                      conf_thresh: float = 0.001, source: str = "") -> QuantisationReport:
+                      conf_thresh: float = 0.001, source: str = "", label: str = "int8") -> QuantisationReport:
     """Evaluate both detectors on ``items`` (labelled ``DatasetItem``s) with the same thresholds."""
     from utod.evaluation import evaluate_detector
 
@@ -420,7 +443,7 @@ def compare_quantised(float_detector: Detector, int8_detector: Detector, items: 
         from utod.infer.tflite_backend import describe_kernels
 
         kernels = describe_kernels(kernels)
-    return QuantisationReport(len(items), float(conf_thresh), float_res, int8_res, source, kernels)
+    return QuantisationReport(len(items), float(conf_thresh), float_res, int8_res, source, kernels, label)
 
 
 # ---------------------------------------------------------------------- parity

@@ -250,8 +250,12 @@ def _export(checkpoint, fmt, output, opset, nchw, post, split_outputs, batch, co
     if quant and eval_items:
         quant_report = compare_quantised(keras_det, exported, eval_items,
                                          conf_thresh=min(MAP_CONF_THRESH, keras_det.info.conf_thresh),
-                                         source=f"{eval_source}, none used for calibration")
+                                         source=f"{eval_source}, none used for calibration",
+                                         label="16x8" if quant == "int16" else "int8")
         click.echo(quant_report.format())
+        advice = quant_report.advice()
+        if advice:
+            click.echo(advice)
         click.echo(f"{quant} model in detail:")
         click.echo(format_report(quant_report.int8_result))
     if not report.ok:
