@@ -116,6 +116,50 @@ def test_stale_lock_is_taken_over_and_released_at_the_end(shapes, tmp_path):
     assert not (run / LOCK_NAME).exists()
 
 
+def test_lock_of_a_live_holder_with_its_identity_is_respected(shapes, tmp_path):
+    from utod.runlock import process_identity
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ident = process_identity(holder.pid)
+        if ident is None:
+            pytest.skip("no /proc: process identities are not available here")
+        (run / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                 "started": time.time(), "process": ident}))
+        line = _one_line_error(_train("--image-dir", str(shapes), "--epochs", "1", "--ckpt-out", str(run)))
+        assert f"pid {holder.pid}" in line and "in use" in line
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("whose", ["another live process", "this process"])
+def test_lock_whose_pid_was_reused_is_stale(shapes, tmp_path, whose):
+    """After a reboot or a container restart the lock's pid may name a live process (even this
+    one) that did not write it: its boot id and start time differ, so the lock is taken over."""
+    from utod.runlock import process_identity
+
+    if process_identity(os.getpid()) is None:
+        pytest.skip("no /proc: process identities are not available here")
+    run = tmp_path / "run"
+    run.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid = other.pid if whose == "another live process" else os.getpid()
+        boot = process_identity(pid).split(":")[0]
+        (run / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": 0,
+                                                 "process": f"{boot}:1"}))  # started at tick 1: not it
+        res = _train("--image-dir", str(shapes), "--epochs", "1", "--ckpt-out", str(run), "--val-split", "0")
+        assert res.exit_code == 0, res.output
+        assert "Taking over the stale lock" in res.output
+        assert not (run / LOCK_NAME).exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_read_only_run_folder_is_one_line(shapes, tmp_path, monkeypatch):
     import utod.atomic as atomic
 

@@ -7,6 +7,13 @@ A second ``utod train`` into the same folder is refused with the holder's pid, h
 start time. A lock whose holder is gone (same host, pid not alive) is stale: it is taken
 over, with a message. A lock from another host cannot be checked and is always respected
 (delete the file by hand once you are sure that run has ended).
+
+Process ids are reused: after a reboot, or in a container restarted after ``kill -9`` (the
+same hostname, and often the same small pid, even this process's own), the lock's pid can
+name a live process that is not its writer. Where ``/proc`` tells, the lock therefore also
+records ``"process"``: the boot id and the holder's start time in clock ticks since boot. A
+live pid whose identity differs from the recorded one is a different process, so the lock is
+stale.
 """
 
 from __future__ import annotations
@@ -42,11 +49,37 @@ def _describe(info: dict[str, Any]) -> str:
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')}, started {when}"
 
 
+def process_identity(pid: int) -> str | None:
+    """``"<boot id>:<start time in clock ticks since boot>"`` of a live ``pid`` where
+    ``/proc`` tells (Linux), else None (no such process, or no ``/proc``)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        # field 22 (starttime) counts from the end of "(comm)", which may itself hold spaces
+        start = stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+    return f"{boot}:{start}"
+
+
+def _is_this_process(info: dict[str, Any]) -> bool:
+    if info.get("pid") != os.getpid() or info.get("host") != socket.gethostname():
+        return False
+    recorded = info.get("process")
+    return recorded is None or recorded == process_identity(os.getpid())
+
+
 def _is_stale(info: dict[str, Any]) -> bool:
     pid = info.get("pid")
     if info.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
-    return not _pid_alive(pid)
+    if not _pid_alive(pid):
+        return True
+    recorded = info.get("process")
+    if isinstance(recorded, str) and Path("/proc/sys/kernel/random/boot_id").exists():
+        # alive, but is it the writer? (a reused pid has another boot or start time)
+        return process_identity(pid) != recorded
+    return pid == os.getpid() and not _is_this_process(info)
 
 
 def _create_exclusive(tmp: Path, lock: Path, info: dict[str, Any]) -> None:
@@ -75,6 +108,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         ensure_dir(self.run_dir)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                "process": process_identity(os.getpid()),
                 "command": " ".join(sys.argv[:1] + sys.argv[1:])[:500]}
         tmp = temp_path_for(self.path)
         try:
@@ -94,7 +128,7 @@ class RunLock:
                 holder = _read(self.path)
                 if holder is None:  # released meanwhile: try again
                     continue
-                if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+                if _is_this_process(holder):
                     raise RunLockedError(f"run folder {self.run_dir} is already in use by this process")
                 if not _is_stale(holder):
                     raise RunLockedError(
@@ -123,7 +157,7 @@ class RunLock:
         if not self.held:
             return
         holder = _read(self.path)
-        if holder and holder.get("pid") == os.getpid():
+        if holder and _is_this_process(holder):
             with contextlib.suppress(OSError):
                 self.path.unlink()
         self.held = False
