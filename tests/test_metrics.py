@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from utod.metrics import Accumulator, evaluate_detections, format_report, precision_recall_at
+from utod.metrics import COCO_STAT_NAMES, Accumulator, evaluate_detections, format_report, precision_recall_at
 
 GT1 = [0.25, 0.25, 0.2, 0.2]
 GT2 = [0.7, 0.7, 0.2, 0.2]
@@ -217,7 +217,8 @@ def test_result_index_built_directly_equals_pycocotools_loadres():
     plain = [{"image_id": i, "category_id": int(c) + 1, "bbox": b.tolist(), "score": float(s)}
              for i, (bx, sc, lb) in enumerate(dets, start=1)
              for b, s, c in zip(cxcywh_to_pixel_xywh(bx, (48, 64)), sc, lb) if 0 <= c < 2]
-    with contextlib.redirect_stdout(io.StringIO()):
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
         gt = COCO()
         gt.dataset = dataset
         gt.createIndex()
@@ -226,6 +227,44 @@ def test_result_index_built_directly_equals_pycocotools_loadres():
         ev.accumulate()
         ev.summarize()
     assert mine["num_detections"] == len(plain)
-    assert [mine[k] for k in ("map", "map50", "map75", "ar1", "ar10", "ar100")] == \
-        [max(float(s), 0.0) for s in (ev.stats[0], ev.stats[1], ev.stats[2], ev.stats[6], ev.stats[7], ev.stats[8])]
+    for name, ref in zip(COCO_STAT_NAMES, ev.stats):  # all 12, size ranges included
+        assert mine[name] == pytest.approx(max(float(ref), 0.0), abs=1e-12), name
+    assert mine["summary"].splitlines() == [ln for ln in printed.getvalue().splitlines() if ln.startswith(" Average")]
     assert mine["map"] > 0.05
+
+
+def _random_coco_case(seed: int):
+    """Random ground truth and detections: empty images, images without detections, classes
+    without ground truth, tied scores (rounded to 0.05), near and far boxes."""
+    rng = np.random.default_rng(seed)
+    gts, dets = [], []
+    for _ in range(int(rng.integers(5, 40))):
+        n = int(rng.integers(0, 5))
+        boxes = np.column_stack([rng.uniform(0.1, 0.9, (n, 2)), rng.uniform(0.01, 0.5, (n, 2))])
+        gts.append((boxes, rng.integers(0, 3, n)))
+        k = int(rng.integers(0, 30))
+        src = boxes if n else np.array([[0.5, 0.5, 0.2, 0.2]])
+        d = np.abs(src[rng.integers(0, len(src), k)] + rng.normal(0, 0.05, (k, 4))) + [0, 0, 0.005, 0.005]
+        dets.append((d, np.round(rng.uniform(0.0, 1.0, k) * 20) / 20 + 1e-3, rng.integers(0, 4, k)))
+    return gts, dets
+
+
+@pytest.mark.parametrize("size_ranges", [False, True])
+def test_faster_coco_eval_equals_pycocotools(size_ranges):
+    """The COCOeval that runs (faster-coco-eval) against pycocotools' own, on 40 random cases:
+    the accumulated precision [T, R, K, A, M] and recall [T, K, A, M] arrays agree to 1e-12."""
+    from utod.metrics import _coco_inputs, coco_evaluator
+
+    compared = 0
+    for seed in range(40):
+        gts, dets = _random_coco_case(seed)
+        dataset, results = _coco_inputs(gts, dets, 4, (96, 128))
+        if not results or not dataset["annotations"]:
+            continue
+        ref = coco_evaluator(dataset, results, 100, size_ranges, implementation="pycocotools")
+        got = coco_evaluator(dataset, results, 100, size_ranges)
+        for key in ("precision", "recall"):
+            assert got.eval[key].shape == ref.eval[key].shape
+            np.testing.assert_allclose(got.eval[key], ref.eval[key], rtol=0, atol=1e-12, err_msg=f"{seed} {key}")
+        compared += 1
+    assert compared >= 30

@@ -11,7 +11,7 @@ int8 check) score detections here, the same way.
   clip, empty boxes dropped, as the training pipeline does) and class-mapped; never capped
   at ``--max-boxes``.
 * :class:`DetectionScorer` — collects per-image ground truth and detections and runs
-  pycocotools once (:func:`utod.metrics.evaluate_detections`) with one COCO setup:
+  COCOeval once (:func:`utod.metrics.evaluate_detections`) with one COCO setup:
   boxes in model-input pixels, ``maxDets = [1, 10, max(100, max_detections)]``,
   precision/recall at the model's ``conf_thresh``.
 * :func:`evaluate_detector` — COCO mAP of any :class:`~utod.infer.detector.Detector`
@@ -130,7 +130,7 @@ def ground_truth(item: Any, classes: ClassMap) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------- scoring
 class DetectionScorer:
-    """Per-image ground truth + detections -> one pycocotools evaluation (see the module
+    """Per-image ground truth + detections -> one COCOeval evaluation (see the module
     docstring). ``img_size`` (H, W): the model input the normalised boxes refer to;
     ``pr_conf_thresh``: threshold of the reported precision/recall."""
 

@@ -1,4 +1,4 @@
-"""``utod eval MODEL --image-dir D``: COCO mAP (pycocotools) of a .keras checkpoint or an
+"""``utod eval MODEL --image-dir D``: COCO mAP (COCOeval) of a .keras checkpoint or an
 exported .onnx / .tflite model on a labelled YOLO folder."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from utod.cli._common import user_errors
                    "TFLM), xnnpack (CPU deployment); auto = ref for int8 files, xnnpack for float ones.")
 def eval_cmd(model_path, image_dir, split, train_split, val_split, seed, conf_thresh, iou_thresh, pr_conf_thresh,
              batch_size, as_json, kernels):
-    """COCO-style mAP@0.5:0.95, mAP@0.5, per-class AP and P/R (pycocotools COCOeval).
+    """COCO-style mAP@0.5:0.95, mAP@0.5, per-class AP and P/R (COCOeval).
 
     Boxes are compared in model-input pixels. A .keras checkpoint and the .onnx/.tflite
     exported from it give the same numbers (within rounding) on the same images.

@@ -6,7 +6,7 @@ batches (the last one padded, ``index`` -1), built ahead by its worker threads; 
 step (forward, validation loss, decode, scores, batched class-aware NMS; traced once for
 the whole run) runs on each; while it runs on batch ``i + 1``, a host thread turns batch
 ``i``'s padded detections into per-image arrays. Ground truth comes from the items
-(:func:`utod.evaluation.ground_truth`, computed once per run), pycocotools runs once per
+(:func:`utod.evaluation.ground_truth`, computed once per run), COCOeval runs once per
 validation.
 """
 
