@@ -270,3 +270,15 @@ def test_resume_refuses_to_change_the_network_or_data_stream(tmp_path):
     yaml_file.write_text("anchors: '0.1,0.1'\n")
     with pytest.raises(ConfigError, match="cannot change --anchors"):
         resolve_config({"resume": str(run)}, str(yaml_file))
+
+
+@pytest.mark.parametrize(("batch", "size", "expected"), [
+    (64, (64, 64), 128), (16, (64, 64), 64), (8, (64, 64), 32), (1, (64, 64), 4), (256, (64, 64), 256),
+    (16, (128, 128), 32), (64, (640, 640), 64), (3, (32, 48), 12),
+])
+def test_validation_batch_is_a_multiple_of_the_training_batch_within_the_pixel_budget(batch, size, expected):
+    from utod.train.components import EVAL_PIXEL_BUDGET, eval_batch_size
+
+    got = eval_batch_size(batch, size)
+    assert got == expected and got % batch == 0
+    assert got == batch or got * size[0] * size[1] <= EVAL_PIXEL_BUDGET
