@@ -235,23 +235,32 @@ def test_result_index_built_directly_equals_pycocotools_loadres():
 
 def _random_coco_case(seed: int):
     """Random ground truth and detections: empty images, images without detections, classes
-    without ground truth, tied scores (rounded to 0.05), near and far boxes."""
+    without ground truth, tied scores (rounded to 0.05; every other case 5 levels, with more
+    than maxDets=100 detections in an image, so ties straddle the cut), zero-width boxes,
+    near and far boxes."""
     rng = np.random.default_rng(seed)
+    crowded = seed % 2 == 1
     gts, dets = [], []
-    for _ in range(int(rng.integers(5, 40))):
+    for _ in range(int(rng.integers(5, 20 if crowded else 40))):
         n = int(rng.integers(0, 5))
         boxes = np.column_stack([rng.uniform(0.1, 0.9, (n, 2)), rng.uniform(0.01, 0.5, (n, 2))])
+        if n and crowded:
+            boxes[0, 2] = 0.0
         gts.append((boxes, rng.integers(0, 3, n)))
-        k = int(rng.integers(0, 30))
+        k = int(rng.integers(80, 160) if crowded else rng.integers(0, 30))
         src = boxes if n else np.array([[0.5, 0.5, 0.2, 0.2]])
         d = np.abs(src[rng.integers(0, len(src), k)] + rng.normal(0, 0.05, (k, 4))) + [0, 0, 0.005, 0.005]
-        dets.append((d, np.round(rng.uniform(0.0, 1.0, k) * 20) / 20 + 1e-3, rng.integers(0, 4, k)))
+        if crowded:
+            d[::7, 2] = 0.0
+        levels = 4 if crowded else 20
+        dets.append((d, np.round(rng.uniform(0.0, 1.0, k) * levels) / levels + 1e-3, rng.integers(0, 4, k)))
     return gts, dets
 
 
 @pytest.mark.parametrize("size_ranges", [False, True])
 def test_faster_coco_eval_equals_pycocotools(size_ranges):
-    """The COCOeval that runs (faster-coco-eval) against pycocotools' own, on 40 random cases:
+    """The COCOeval that runs (faster-coco-eval) against pycocotools' own, on 40 random cases
+    (see ``_random_coco_case``):
     the accumulated precision [T, R, K, A, M] and recall [T, K, A, M] arrays agree to 1e-12."""
     from utod.metrics import _coco_inputs, coco_evaluator
 
