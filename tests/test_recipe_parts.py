@@ -233,6 +233,47 @@ def test_obj_quality_box_terms_match_their_formulas():
     assert float(out["distill"]) == pytest.approx(0.1 * obj + 0.2 * qual + 0.05 * box, rel=1e-5)
 
 
+@pytest.mark.parametrize("classes", [3, 1])
+def test_kl_term_matches_its_formula(classes):
+    """--distill-kl: T^2 * mean over cells of KL(softmax(t/T) || softmax(s/T)); with one class
+    the soft-target BCE (a softmax over one class carries nothing)."""
+    from utod._keras import tf
+    from utod.distill import DistillLoss
+
+    rng = np.random.default_rng(5)
+    d_per_anchor = 4 + 1 + 1 + classes
+    s, t = (rng.normal(0, 2, (2, 3, 3, 2 * d_per_anchor)).astype(np.float32) for _ in range(2))
+    temp = 2.0
+    d = DistillLoss(0.0, 0.0, kl_weight=0.7, temperature=temp, student_layout=(2, classes, True),
+                    teacher_layout=(2, classes, True))
+    out = d(tf.constant(s), tf.constant(t))
+    sc = s.reshape(2, 3, 3, 2, d_per_anchor)[..., 6:] / temp
+    tc = t.reshape(2, 3, 3, 2, d_per_anchor)[..., 6:] / temp
+    if classes == 1:
+        expected = temp ** 2 * _bce(sc, _sig(tc)).mean()
+    else:
+        def log_softmax(x):
+            x = x - x.max(-1, keepdims=True)
+            return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+        lt, ls = log_softmax(tc.astype(np.float64)), log_softmax(sc.astype(np.float64))
+        expected = temp ** 2 * (np.exp(lt) * (lt - ls)).sum(-1).mean()
+    assert float(out["distill_kl"]) == pytest.approx(0.7 * expected, rel=1e-5)
+    assert float(out["distill"]) == pytest.approx(0.7 * expected, rel=1e-5)
+    if classes > 1:  # identical class logits: no divergence
+        assert float(d(tf.constant(s), tf.constant(s))["distill_kl"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kl_term_needs_class_outputs():
+    from types import SimpleNamespace
+
+    from utod.distill import check_anchor_terms_compatible
+
+    classless = SimpleNamespace(num_anchors=3, num_classes=0, has_quality=True)
+    with pytest.raises(ConfigError, match="--distill-kl compares class outputs, and the student has none"):
+        check_anchor_terms_compatible(classless, classless, False, need_classes=True)
+
+
 def test_cosine_ramp_scales_every_term_per_epoch():
     from utod._keras import tf
     from utod.distill import DistillLoss, cosine_ramp

@@ -23,13 +23,16 @@ UHD's anchor-head terms (docs/recipe.md "Distillation").
   with :meth:`DistillLoss.build` (or pass both channel counts to the constructor); a
   ``tf.function`` that meets an unbuilt adapter raises ``ConfigError``.
 
-UHD's anchor-head terms (``obj_weight``, ``quality_weight``, ``box_l1_weight``, temperature
-``T``) compare per-anchor outputs, so they need the same anchor count, head classes and
-(for quality) quality branches on both sides, but **not** the same width or anchors::
+UHD's anchor-head terms (``obj_weight``, ``quality_weight``, ``box_l1_weight``, ``kl_weight``,
+temperature ``T``) compare per-anchor outputs, so they need the same anchor count, head
+classes and (for quality) quality branches on both sides (for kl: at least one class, so
+not with ``disable_cls``), but **not** the same width or anchors::
 
     distill_obj     = obj_weight     * T^2 * mean(BCE(s_obj / T, sigmoid(t_obj / T)))   all B*A*H*W cells
     distill_quality = quality_weight * T^2 * mean(BCE(s_q / T,   sigmoid(t_q / T)))     all cells
     distill_box_l1  = box_l1_weight  * mean(|box_s - box_t|)                          all cells, 4 values
+    distill_kl      = kl_weight      * T^2 * mean(KL(softmax(t_cls / T) || softmax(s_cls / T)))  per cell
+                      (one class: T^2 * mean(BCE(s_cls / T, sigmoid(t_cls / T))), like obj)
 
 ``box_*`` are the boxes each model decodes with its *own* effective anchors (normalised
 cx, cy, w, h; softplus clamped at 4.0). A teacher grid of another size is resized
@@ -81,10 +84,14 @@ def raw_layout(model: Any) -> tuple[int, int, bool]:
     return int(model.num_anchors), int(model.num_classes), bool(model.has_quality)
 
 
-def check_anchor_terms_compatible(student: Any, teacher: Any, need_quality: bool) -> None:
+def check_anchor_terms_compatible(student: Any, teacher: Any, need_quality: bool, need_classes: bool = False) -> None:
     """Raise ``ConfigError`` unless the anchor-head terms can compare the two detectors: the
-    same anchor count and head classes (and quality branches on both when ``need_quality``).
-    Widths and anchor shapes may differ."""
+    same anchor count and head classes (and quality branches on both when ``need_quality``;
+    class outputs when ``need_classes``). Widths and anchor shapes may differ."""
+    if need_classes and (student.num_classes == 0 or teacher.num_classes == 0):
+        raise ConfigError("--distill-kl compares class outputs, and the "
+                          f"{'student' if student.num_classes == 0 else 'teacher'} has none (--disable-cls); "
+                          f"use --distill-obj / --distill-quality instead")
     problems = []
     for attr in ("num_anchors", "num_classes"):
         s, t = getattr(student, attr), getattr(teacher, attr)
@@ -93,7 +100,8 @@ def check_anchor_terms_compatible(student: Any, teacher: Any, need_quality: bool
     if need_quality and not (student.has_quality and teacher.has_quality):
         problems.append(f"quality branch: student {student.has_quality}, teacher {teacher.has_quality}")
     if problems:
-        raise ConfigError("anchor-head distillation (--distill-obj/--distill-quality/--distill-box-l1) needs a "
+        raise ConfigError("anchor-head distillation (--distill-obj/--distill-quality/--distill-box-l1/--distill-kl) "
+                          "needs a "
                           "teacher with the student's anchor count and classes; " + "; ".join(problems))
 
 
@@ -138,6 +146,18 @@ def _soft_bce(student_logits: tf.Tensor, teacher_logits: tf.Tensor, temperature:
     return tf.reduce_mean(bce) * (t * t)
 
 
+def _soft_kl(student_logits: tf.Tensor, teacher_logits: tf.Tensor, temperature: float) -> tf.Tensor:
+    """``T^2 * mean over cells of KL(softmax(t / T) || softmax(s / T))`` for logits [..., C]
+    (C = 1: the soft-target BCE, as softmax over one class is constant)."""
+    t = float(temperature)
+    if student_logits.shape[-1] == 1:
+        return _soft_bce(student_logits, teacher_logits, t)
+    log_p_t = tf.nn.log_softmax(teacher_logits / t, axis=-1)
+    log_p_s = tf.nn.log_softmax(student_logits / t, axis=-1)
+    kl = tf.reduce_sum(tf.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+    return tf.reduce_mean(kl) * (t * t)
+
+
 def _resize_to(x: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """Bilinearly resize NHWC ``x`` to the spatial size of ``like`` (no-op when statically equal)."""
     if x.shape[1:3].is_fully_defined() and x.shape[1:3] == like.shape[1:3]:
@@ -151,10 +171,11 @@ class DistillLoss:
 
     def __init__(self, logit_weight: float, feature_weight: float, *, student_channels: int | None = None,
                  teacher_channels: int | None = None, seed: int = 0, obj_weight: float = 0.0,
-                 quality_weight: float = 0.0, box_l1_weight: float = 0.0, temperature: float = 1.0,
+                 quality_weight: float = 0.0, box_l1_weight: float = 0.0, kl_weight: float = 0.0,
+                 temperature: float = 1.0,
                  cosine: bool = False, student_layout: tuple[int, int, bool] | None = None,
                  teacher_layout: tuple[int, int, bool] | None = None) -> None:
-        weights = (logit_weight, feature_weight, obj_weight, quality_weight, box_l1_weight)
+        weights = (logit_weight, feature_weight, obj_weight, quality_weight, box_l1_weight, kl_weight)
         if any(not np.isfinite(w) or w < 0 for w in weights):
             raise ConfigError(f"distillation weights must be finite and >= 0, got {weights}")
         if not (np.isfinite(temperature) and temperature > 0):
@@ -163,6 +184,7 @@ class DistillLoss:
         self.feature_weight = float(feature_weight)
         self.obj_weight, self.quality_weight = float(obj_weight), float(quality_weight)
         self.box_l1_weight, self.temperature = float(box_l1_weight), float(temperature)
+        self.kl_weight = float(kl_weight)
         self.cosine = bool(cosine)
         # (num_anchors, head classes, has_quality) of each raw map, for the anchor-head terms
         self.student_layout, self.teacher_layout = student_layout, teacher_layout
@@ -189,7 +211,7 @@ class DistillLoss:
 
     @property
     def uses_anchor_terms(self) -> bool:
-        return self.obj_weight > 0 or self.quality_weight > 0 or self.box_l1_weight > 0
+        return self.obj_weight > 0 or self.quality_weight > 0 or self.box_l1_weight > 0 or self.kl_weight > 0
 
     def set_epoch(self, epoch: int, epochs: int) -> float:
         """Set the cosine ramp for 0-based ``epoch`` of ``epochs`` (1.0 without ``cosine``)."""
@@ -206,7 +228,7 @@ class DistillLoss:
         s = split_raw(s_raw, sa, sc, sq)
         t = split_raw(t_raw, ta, tc, tq)
         zero = tf.constant(0.0, tf.float32)
-        out = {"distill_obj": zero, "distill_quality": zero, "distill_box_l1": zero}
+        out = {"distill_obj": zero, "distill_quality": zero, "distill_box_l1": zero, "distill_kl": zero}
         if self.obj_weight > 0:
             out["distill_obj"] = self.obj_weight * _soft_bce(s.obj, _resize_anchor_map(t.obj, s.obj),
                                                              self.temperature)
@@ -219,6 +241,11 @@ class DistillLoss:
             s_box = decode_for_distill(s.box, s_anchors)
             t_box = _resize_anchor_map(decode_for_distill(t.box, t_anchors), s_box)
             out["distill_box_l1"] = self.box_l1_weight * tf.reduce_mean(tf.abs(s_box - t_box))
+        if self.kl_weight > 0:
+            if sc == 0 or s.cls.shape[-1] != t.cls.shape[-1]:
+                raise ConfigError(f"--distill-kl needs class outputs of the same size on both models "
+                                  f"(student {sc}, teacher {tc})")
+            out["distill_kl"] = self.kl_weight * _soft_kl(s.cls, _resize_anchor_map(t.cls, s.cls), self.temperature)
         return out
 
     @property
@@ -248,7 +275,7 @@ class DistillLoss:
         ``*_anchors`` [A, 2] effective anchors (for ``box_l1``).
 
         Returns ``{distill, distill_logit, distill_feature, distill_obj, distill_quality,
-        distill_box_l1}`` float32 scalars; ``distill`` is their sum times the ramp.
+        distill_box_l1, distill_kl}`` float32 scalars; ``distill`` is their sum times the ramp.
         """
         zero = tf.constant(0.0, tf.float32)
         logit = zero
@@ -268,7 +295,7 @@ class DistillLoss:
             feature = self._feature_term(tf.cast(student_feat, tf.float32),
                                          tf.stop_gradient(tf.cast(teacher_feat, tf.float32)))
         out = {"distill_logit": logit, "distill_feature": feature, "distill_obj": zero, "distill_quality": zero,
-               "distill_box_l1": zero}
+               "distill_box_l1": zero, "distill_kl": zero}
         if self.uses_anchor_terms:
             out.update(self._anchor_terms(tf.cast(student_raw, tf.float32),
                                           tf.stop_gradient(tf.cast(teacher_raw, tf.float32)),
