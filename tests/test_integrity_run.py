@@ -69,6 +69,8 @@ def _rows(run: Path) -> list[dict[str, str]]:
     (["--lr", "0"], "--lr 0: must be > 0"),
     (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
     (["--ema-decay", "1.5"], "--ema-decay 1.5: must be > 0 and <= 1"),
+    (["--distill-kl", "-1"], "--distill-kl -1"),
+    (["--distill-temperature", "0"], "--distill-temperature 0: must be > 0"),
 ])
 def test_bad_settings_are_refused_before_anything_is_written(shapes, tmp_path, flags, words):
     run = tmp_path / "run"

@@ -86,7 +86,7 @@ def test_preset_student_distils_from_a_wider_teacher(shapes_dir, tmp_path):
     run_training({**base, "preset": "small-data", "cnn_width": 16, "ckpt_out": str(tmp_path / "teacher")})
     student = run_training({**base, "preset": "small-data", "cnn_width": 8, "ckpt_out": str(tmp_path / "student"),
                             "teacher_ckpt": str(tmp_path / "teacher" / "last.keras"), "distill_obj": 0.1,
-                            "distill_quality": 0.1, "distill_box_l1": 0.05, "distill_kl": 0.5,
+                            "distill_quality": 0.1, "distill_box_l1": 0.05, "distill_kl": 0.5, "distill_feat": 0.5,
                             "distill_temperature": 1.5,
                             "distill_cosine": True, "feature_distill_weight": 0.5})
     cfg = yaml.safe_load((tmp_path / "student" / "config.yaml").read_text())

@@ -181,6 +181,9 @@ class TrainConfig:
     distill_kl: float = _f(0.0, "Weight of the class term: KL(softmax(teacher cls/T) || softmax(student cls/T)) * T^2 "
                                 "per cell, mean over all cells (one class: the soft-target BCE of --distill-obj on "
                                 "the class logit).", group=DISTILL)
+    distill_feat: float = _f(0.0, "Weight of UHD's feature term: mean |n(A(student feat)) - n(teacher feat)| with n() "
+                                  "the L2 normalisation over channels and A the 1x1 adapter when the widths differ.",
+                             group=DISTILL)
     distill_temperature: float = _f(1.0, "Temperature T of the obj/quality/kl distillation terms.", group=DISTILL)
     distill_cosine: bool = _f(False, "Ramp every distillation term by 0.5*(1-cos(pi*(epoch+1)/epochs)).",
                               group=DISTILL, is_flag=True)
@@ -231,7 +234,7 @@ ARCHITECTURE_FIELDS = (
     "auto_anchors_alg", "use_ema", "teacher_ckpt", "distill_weight", "feature_distill_weight", "resize_mode",
     "aug_config", "no_aug", "max_boxes", "strategy",
     "disable_cls", "utod_conv", "utod_sppf_scale", "ema_window", "ema_warmup", "distill_obj", "distill_quality",
-    "distill_box_l1", "distill_kl", "distill_temperature", "distill_cosine", "preset",
+    "distill_box_l1", "distill_kl", "distill_feat", "distill_temperature", "distill_cosine", "preset",
 )
 
 

@@ -1,4 +1,10 @@
 """Teacher -> student distillation terms: the reference logit/feature MSE (docs/loss.md §8) and
+UHD's feature term (``feat_l1_weight``) compares the same backbone outputs as the feature
+MSE, through the same adapter, after L2-normalising each map over its channels
+(``n(x) = x / max(||x||, 1e-6)``)::
+
+    distill_feat_l1 = feat_l1_weight * mean(|n(A(s_feat)) - n(t_feat)|)
+
 UHD's anchor-head terms (docs/recipe.md "Distillation").
 
 ``DistillLoss(logit_weight, feature_weight)`` returns, for one batch::
@@ -172,10 +178,10 @@ class DistillLoss:
     def __init__(self, logit_weight: float, feature_weight: float, *, student_channels: int | None = None,
                  teacher_channels: int | None = None, seed: int = 0, obj_weight: float = 0.0,
                  quality_weight: float = 0.0, box_l1_weight: float = 0.0, kl_weight: float = 0.0,
-                 temperature: float = 1.0,
+                 feat_l1_weight: float = 0.0, temperature: float = 1.0,
                  cosine: bool = False, student_layout: tuple[int, int, bool] | None = None,
                  teacher_layout: tuple[int, int, bool] | None = None) -> None:
-        weights = (logit_weight, feature_weight, obj_weight, quality_weight, box_l1_weight, kl_weight)
+        weights = (logit_weight, feature_weight, obj_weight, quality_weight, box_l1_weight, kl_weight, feat_l1_weight)
         if any(not np.isfinite(w) or w < 0 for w in weights):
             raise ConfigError(f"distillation weights must be finite and >= 0, got {weights}")
         if not (np.isfinite(temperature) and temperature > 0):
@@ -184,7 +190,7 @@ class DistillLoss:
         self.feature_weight = float(feature_weight)
         self.obj_weight, self.quality_weight = float(obj_weight), float(quality_weight)
         self.box_l1_weight, self.temperature = float(box_l1_weight), float(temperature)
-        self.kl_weight = float(kl_weight)
+        self.kl_weight, self.feat_l1_weight = float(kl_weight), float(feat_l1_weight)
         self.cosine = bool(cosine)
         # (num_anchors, head classes, has_quality) of each raw map, for the anchor-head terms
         self.student_layout, self.teacher_layout = student_layout, teacher_layout
@@ -208,6 +214,11 @@ class DistillLoss:
                 kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed),
             )
             self.adapter.build((None, None, None, student_channels))
+
+    @property
+    def uses_features(self) -> bool:
+        """Whether a term compares backbone features (the train step then computes them)."""
+        return self.feature_weight > 0 or self.feat_l1_weight > 0
 
     @property
     def uses_anchor_terms(self) -> bool:
@@ -252,7 +263,8 @@ class DistillLoss:
     def trainable_variables(self) -> list[tf.Variable]:
         return list(self.adapter.trainable_variables) if self.adapter is not None else []
 
-    def _feature_term(self, student_feat: tf.Tensor, teacher_feat: tf.Tensor) -> tf.Tensor:
+    def _feature_terms(self, student_feat: tf.Tensor, teacher_feat: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(feature MSE, UHD's normalised feature L1), both through the one adapter."""
         s_ch, t_ch = student_feat.shape[-1], teacher_feat.shape[-1]
         if s_ch is None or t_ch is None:
             raise ConfigError("feature distillation needs a known channel count of both feature maps")
@@ -266,7 +278,16 @@ class DistillLoss:
         teacher_feat = _resize_to(teacher_feat, student_feat)
         if self.adapter is not None:
             student_feat = self.adapter(student_feat)
-        return self.feature_weight * tf.reduce_mean(tf.square(student_feat - teacher_feat))
+        zero = tf.constant(0.0, tf.float32)
+        mse = self.feature_weight * tf.reduce_mean(tf.square(student_feat - teacher_feat)) \
+            if self.feature_weight > 0 else zero
+        l1 = zero
+        if self.feat_l1_weight > 0:
+            def unit(x):
+                return x / tf.maximum(tf.norm(x, axis=-1, keepdims=True), 1e-6)
+
+            l1 = self.feat_l1_weight * tf.reduce_mean(tf.abs(unit(student_feat) - unit(teacher_feat)))
+        return mse, l1
 
     def __call__(self, student_raw: tf.Tensor, teacher_raw: tf.Tensor, student_feat: tf.Tensor | None = None,
                  teacher_feat: tf.Tensor | None = None, student_anchors: tf.Tensor | None = None,
@@ -274,8 +295,9 @@ class DistillLoss:
         """``*_raw`` [B, Hg, Wg, A*D]; ``*_feat`` [B, h, w, ch] backbone outputs (NHWC);
         ``*_anchors`` [A, 2] effective anchors (for ``box_l1``).
 
-        Returns ``{distill, distill_logit, distill_feature, distill_obj, distill_quality,
-        distill_box_l1, distill_kl}`` float32 scalars; ``distill`` is their sum times the ramp.
+        Returns ``{distill, distill_logit, distill_feature, distill_feat_l1, distill_obj,
+        distill_quality, distill_box_l1, distill_kl}`` float32 scalars; ``distill`` is their sum
+        times the ramp.
         """
         zero = tf.constant(0.0, tf.float32)
         logit = zero
@@ -288,14 +310,14 @@ class DistillLoss:
                     f"teacher's {t_raw.shape[-1]}; teacher and student must share anchors and classes"
                 )
             logit = self.logit_weight * tf.reduce_mean(tf.square(s_raw - _resize_to(t_raw, s_raw)))
-        feature = zero
-        if self.feature_weight > 0:
+        feature = feat_l1 = zero
+        if self.uses_features:
             if student_feat is None or teacher_feat is None:
                 raise ConfigError("feature distillation needs the backbone features of student and teacher")
-            feature = self._feature_term(tf.cast(student_feat, tf.float32),
-                                         tf.stop_gradient(tf.cast(teacher_feat, tf.float32)))
-        out = {"distill_logit": logit, "distill_feature": feature, "distill_obj": zero, "distill_quality": zero,
-               "distill_box_l1": zero, "distill_kl": zero}
+            feature, feat_l1 = self._feature_terms(tf.cast(student_feat, tf.float32),
+                                                   tf.stop_gradient(tf.cast(teacher_feat, tf.float32)))
+        out = {"distill_logit": logit, "distill_feature": feature, "distill_feat_l1": feat_l1, "distill_obj": zero,
+               "distill_quality": zero, "distill_box_l1": zero, "distill_kl": zero}
         if self.uses_anchor_terms:
             out.update(self._anchor_terms(tf.cast(student_raw, tf.float32),
                                           tf.stop_gradient(tf.cast(teacher_raw, tf.float32)),

@@ -137,7 +137,8 @@ def _distillation(plan: TrainPlan, registry, model, log):
     """(teacher, DistillLoss) when distillation is on, else (None, None). Call under the scope."""
     cfg = plan.cfg
     anchor_terms = cfg.distill_obj > 0 or cfg.distill_quality > 0 or cfg.distill_box_l1 > 0 or cfg.distill_kl > 0
-    if not (cfg.teacher_ckpt and (cfg.distill_weight > 0 or cfg.feature_distill_weight > 0 or anchor_terms)):
+    feature_terms = cfg.feature_distill_weight > 0 or cfg.distill_feat > 0
+    if not (cfg.teacher_ckpt and (cfg.distill_weight > 0 or feature_terms or anchor_terms)):
         return None, None
     from utod.distill import DistillLoss, check_anchor_terms_compatible, check_teacher_compatible, raw_layout
     from utod.model.io import load_checkpoint
@@ -156,11 +157,12 @@ def _distillation(plan: TrainPlan, registry, model, log):
                           teacher_channels=4 * teacher.config.cnn_width,
                           obj_weight=cfg.distill_obj, quality_weight=cfg.distill_quality,
                           box_l1_weight=cfg.distill_box_l1, kl_weight=cfg.distill_kl,
+                          feat_l1_weight=cfg.distill_feat,
                           temperature=cfg.distill_temperature,
                           cosine=cfg.distill_cosine, student_layout=raw_layout(model),
                           teacher_layout=raw_layout(teacher))
     log(f"Distilling from {cfg.teacher_ckpt} (W={teacher.config.cnn_width}; logit {cfg.distill_weight}, "
-        f"feature {cfg.feature_distill_weight}, obj {cfg.distill_obj}, quality {cfg.distill_quality}, "
+        f"feature {cfg.feature_distill_weight}, feat L1 {cfg.distill_feat}, obj {cfg.distill_obj}, quality {cfg.distill_quality}, "
         f"box L1 {cfg.distill_box_l1}, kl {cfg.distill_kl}, T {cfg.distill_temperature}{', cosine ramp' if cfg.distill_cosine else ''})")
     return teacher, distill
 

@@ -31,7 +31,7 @@ def _replica_step(parts: Components, cfg, variables, kernels):
     model, loss_fn, opt = parts.model, parts.loss_fn, parts.optimizer
     teacher, distill = parts.teacher, parts.distill
     replicas = parts.strategy.num_replicas_in_sync
-    use_feat = distill is not None and cfg.feature_distill_weight > 0
+    use_feat = distill is not None and distill.uses_features
 
     def replica_step(batch):
         images = batch["image"]
