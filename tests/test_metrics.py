@@ -277,3 +277,25 @@ def test_faster_coco_eval_equals_pycocotools(size_ranges):
             np.testing.assert_allclose(got.eval[key], ref.eval[key], rtol=0, atol=1e-12, err_msg=f"{seed} {key}")
         compared += 1
     assert compared >= 30
+
+
+def test_scoring_pauses_the_garbage_collector_and_restores_it():
+    import gc
+
+    gts = [(np.array([[0.5, 0.5, 0.2, 0.2]]), np.array([0]))]
+    dets = [(np.array([[0.5, 0.5, 0.2, 0.2]]), np.array([0.9]), np.array([0]))]
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            assert evaluate_detections(gts, dets, 1, img_size=(32, 32))["map50"] == pytest.approx(1.0)
+            assert gc.isenabled() is enabled
+            with pytest.raises(ValueError):  # restored on errors too
+                evaluate_detections(gts, [], 1)
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
+    from utod.metrics import paused_gc
+
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()

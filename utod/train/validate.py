@@ -23,6 +23,7 @@ import numpy as np
 from utod.evaluation import ClassMap, DetectionScorer, ground_truth
 from utod.infer.decode import split_detections
 from utod.loss import LOSS_KEYS
+from utod.metrics import paused_gc
 from utod.train.callbacks import EvalResult
 
 
@@ -73,7 +74,8 @@ class Validator:
 
     def run(self, epoch: int) -> EvalResult:
         t0 = time.perf_counter()
-        losses, detections, finite = self._forward_all()
+        with paused_gc():  # per-batch tensors and ~100 detections per image: no full collections meanwhile
+            losses, detections, finite = self._forward_all()
         metrics: dict[str, float | None] = {f"val_{'loss' if k == 'total' else k}": v for k, v in losses.items()}
         coco: dict = {}
         if not finite or not all(math.isfinite(v) for v in losses.values()):
