@@ -1,11 +1,5 @@
 """Teacher -> student distillation terms: the reference logit/feature MSE (docs/loss.md §8) and
-UHD's feature term (``feat_l1_weight``) compares the same backbone outputs as the feature
-MSE, through the same adapter, after L2-normalising each map over its channels
-(``n(x) = x / max(||x||, 1e-6)``)::
-
-    distill_feat_l1 = feat_l1_weight * mean(|n(A(s_feat)) - n(t_feat)|)
-
-UHD's anchor-head terms (docs/recipe.md "Distillation").
+UHD's feature and anchor-head terms (docs/recipe.md "Distillation").
 
 ``DistillLoss(logit_weight, feature_weight)`` returns, for one batch::
 
@@ -28,6 +22,12 @@ UHD's anchor-head terms (docs/recipe.md "Distillation").
   optimised (and checkpointed) with the model. Create them before the compiled train step
   with :meth:`DistillLoss.build` (or pass both channel counts to the constructor); a
   ``tf.function`` that meets an unbuilt adapter raises ``ConfigError``.
+
+UHD's feature term (``feat_l1_weight``) compares the same backbone outputs as the feature
+MSE, through the same adapter, after L2-normalising each map over its channels
+(``n(x) = x / max(||x||, 1e-6)``)::
+
+    distill_feat_l1 = feat_l1_weight * mean(|n(A(s_feat)) - n(t_feat)|)
 
 UHD's anchor-head terms (``obj_weight``, ``quality_weight``, ``box_l1_weight``, ``kl_weight``,
 temperature ``T``) compare per-anchor outputs, so they need the same anchor count, head
@@ -107,8 +107,7 @@ def check_anchor_terms_compatible(student: Any, teacher: Any, need_quality: bool
         problems.append(f"quality branch: student {student.has_quality}, teacher {teacher.has_quality}")
     if problems:
         raise ConfigError("anchor-head distillation (--distill-obj/--distill-quality/--distill-box-l1/--distill-kl) "
-                          "needs a "
-                          "teacher with the student's anchor count and classes; " + "; ".join(problems))
+                          "needs a teacher with the student's anchor count and classes; " + "; ".join(problems))
 
 
 def cosine_ramp(epoch: int, epochs: int) -> float:

@@ -62,24 +62,24 @@ def process_identity(pid: int) -> str | None:
     return f"{boot}:{start}"
 
 
-def _is_this_process(info: dict[str, Any]) -> bool:
-    if info.get("pid") != os.getpid() or info.get("host") != socket.gethostname():
-        return False
+def _is_writer(info: dict[str, Any], pid: int) -> bool:
+    """Whether the live process ``pid`` wrote the lock: its recorded identity matches (a lock
+    without one, or a system without ``/proc``, cannot tell otherwise: assumed)."""
     recorded = info.get("process")
-    return recorded is None or recorded == process_identity(os.getpid())
+    return not isinstance(recorded, str) or process_identity(pid) in (recorded, None)
+
+
+def _is_this_process(info: dict[str, Any]) -> bool:
+    return (info.get("pid") == os.getpid() and info.get("host") == socket.gethostname()
+            and _is_writer(info, os.getpid()))
 
 
 def _is_stale(info: dict[str, Any]) -> bool:
+    """Same host, and its writer is gone: the pid is not alive, or now names another process."""
     pid = info.get("pid")
     if info.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
-    if not _pid_alive(pid):
-        return True
-    recorded = info.get("process")
-    if isinstance(recorded, str) and Path("/proc/sys/kernel/random/boot_id").exists():
-        # alive, but is it the writer? (a reused pid has another boot or start time)
-        return process_identity(pid) != recorded
-    return pid == os.getpid() and not _is_this_process(info)
+    return not _pid_alive(pid) or not _is_writer(info, pid)
 
 
 def _create_exclusive(tmp: Path, lock: Path, info: dict[str, Any]) -> None:
